@@ -1,0 +1,199 @@
+"""Layered, flat, validated parameters.
+
+A run's parameters are one flat mapping built from YAML files applied in order
+(``params/defaults.yaml`` first, then each override file, then ``--set key=value`` pairs). Each
+notebook stage declares the keys it reads as a pydantic model (a :class:`StageConfig` subclass); the
+set of valid keys is the union of all stages' fields. An unknown key, a wrong type or a missing file is
+an error that names the file and the key.
+
+>>> p = load_params([], {"seed": 3})           # defaults.yaml + one override
+>>> p["seed"]
+3
+>>> cfg = stage_config("01_sample_corpus", p)   # the stage's validated view  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .paths import PARAMS_DIR, resolve
+
+# Stage name -> "module:ConfigClass". A stage's notebook is notebooks/<stage>.ipynb; its parameters
+# cell holds exactly the fields of its config class (tests/test_notebooks_static.py checks it).
+STAGES: dict[str, str] = {
+    "01_sample_corpus": "metaie_utils.corpus:SampleConfig",
+    "02_distill_llm": "metaie_utils.llm:DistillConfig",
+    "03_convert_bio": "metaie_utils.label_to_span:ConvertConfig",
+    "04_train_meta_model": "metaie_utils.training:TrainConfig",
+    "05_fewshot_eval": "metaie_utils.fewshot:EvalConfig",
+    "06_ablations": "metaie_utils.ablations:AblationConfig",
+}
+PIPELINE = ["01_sample_corpus", "02_distill_llm", "03_convert_bio", "04_train_meta_model", "05_fewshot_eval"]
+
+
+class ParamsError(ValueError):
+    """A parameter file or value is wrong; the message names the file, the key and the fix."""
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's config: the fields every notebook has.
+
+    Subclasses set ``stage`` and, for each parameter that names an upstream run directory, an entry
+    in ``upstream`` (parameter name -> upstream stage). The pipeline runner fills those parameters with
+    the upstream stage's run directory of the same run.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=False)
+
+    stage: ClassVar[str] = ""
+    upstream: ClassVar[dict[str, str]] = {}
+
+    run_name: str = ""  # "" = a timestamp; the run directory is <out_root>/<stage>/<run_name>
+    out_root: str = "outputs"  # relative paths resolve from the repository root
+    overwrite: bool = False  # True replaces an existing finished run directory
+    seed: int = 0
+
+    @classmethod
+    def from_namespace(cls, ns: Mapping[str, Any]) -> "StageConfig":
+        """Build the config from a notebook's globals (the parameters cell plus papermill's injection)."""
+        missing = [k for k in cls.model_fields if k not in ns]
+        if missing:
+            raise ParamsError(
+                f"Notebook for stage {cls.stage} lacks parameters {missing}: its parameters cell must define "
+                f"every field of {cls.__name__}."
+            )
+        try:
+            return cls(**{k: ns[k] for k in cls.model_fields})
+        except ValidationError as e:
+            raise ParamsError(_explain(e, source=f"notebook {cls.stage} parameters")) from None
+
+
+def stage_class(stage: str) -> type[StageConfig]:
+    """The config class of a stage, imported lazily."""
+    if stage not in STAGES:
+        raise ParamsError(f"Unknown stage {stage!r}; known stages: {', '.join(STAGES)}.")
+    mod, _, name = STAGES[stage].partition(":")
+    return getattr(importlib.import_module(mod), name)
+
+
+def available_stages() -> dict[str, type[StageConfig]]:
+    """Stages whose module imports (all of them in a complete checkout)."""
+    out = {}
+    for s in STAGES:
+        try:
+            out[s] = stage_class(s)
+        except (ImportError, AttributeError):
+            continue
+    return out
+
+
+def all_fields() -> dict[str, Any]:
+    """Union of every stage's fields: key -> pydantic FieldInfo (first stage that declares it)."""
+    fields: dict[str, Any] = {}
+    for cls in available_stages().values():
+        for k, f in cls.model_fields.items():
+            fields.setdefault(k, f)
+    return fields
+
+
+def _explain(e: ValidationError, source: str) -> str:
+    parts = []
+    for err in e.errors():
+        key = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{source}: key {key!r} = {err.get('input')!r}: {err['msg']}")
+    return "; ".join(parts) + ". Fix the value (see the comment next to the key in params/defaults.yaml)."
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """One flat params file as a dict, with clear errors for a missing file or a non-flat mapping."""
+    p = resolve(path)
+    if not p.is_file():
+        raise ParamsError(f"Params file {p} does not exist. Available: {', '.join(list_param_files())}.")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"Params file {p} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"Params file {p} must be a flat mapping of key: value, got {type(data).__name__}.")
+    for k, v in data.items():
+        if isinstance(v, dict):
+            raise ParamsError(f"Params file {p}: key {k!r} holds a mapping; params are flat (key: value).")
+    return data
+
+
+def list_param_files() -> list[str]:
+    return sorted(str(p.relative_to(PARAMS_DIR.parent)) for p in PARAMS_DIR.glob("*.yaml"))
+
+
+def parse_set(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["seed=3", "backbone=mpnet-base"]`` -> ``{"seed": 3, "backbone": "mpnet-base"}`` (YAML-typed)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ParamsError(f"--set expects key=value, got {pair!r}.")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v) if v.strip() else ""
+    return out
+
+
+def load_params(
+    files: Iterable[str | Path] = (), overrides: Mapping[str, Any] | None = None, with_defaults: bool = True
+) -> dict[str, Any]:
+    """Layer ``defaults.yaml``, then ``files`` in order, then ``overrides``; validate every key and type.
+
+    Returns the flat resolved mapping. Raises :class:`ParamsError` naming the file and key on an unknown
+    key (with the closest known key), a wrong type, or a missing file.
+    """
+    known = all_fields()
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if with_defaults:
+        layers.append((str(PARAMS_DIR / "defaults.yaml"), read_yaml(PARAMS_DIR / "defaults.yaml")))
+    for f in files:
+        if with_defaults and resolve(f) == PARAMS_DIR / "defaults.yaml":
+            continue
+        layers.append((str(resolve(f)), read_yaml(f)))
+    if overrides:
+        layers.append(("--set", dict(overrides)))
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for src, data in layers:
+        for k, v in data.items():
+            if k not in known:
+                close = difflib.get_close_matches(k, known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ParamsError(f"{src}: unknown parameter {k!r}.{hint} Known parameters are listed in params/defaults.yaml.")
+            merged[k] = v
+            origin[k] = src
+    # Type-check every key through each stage that reads it.
+    for cls in available_stages().values():
+        sub = {k: v for k, v in merged.items() if k in cls.model_fields}
+        try:
+            cls(**sub)
+        except ValidationError as e:
+            msgs = []
+            for err in e.errors():
+                key = str(err["loc"][0]) if err["loc"] else "?"
+                msgs.append(f"{origin.get(key, 'defaults')}: key {key!r} = {err.get('input')!r}: {err['msg']}")
+            raise ParamsError("; ".join(msgs) + f" (stage {cls.stage}).") from None
+    return merged
+
+
+def stage_params(stage: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of a flat params mapping that a stage's notebook declares."""
+    cls = stage_class(stage)
+    return {k: v for k, v in params.items() if k in cls.model_fields}
+
+
+def stage_config(stage: str, params: Mapping[str, Any]) -> StageConfig:
+    """A stage's validated config from a flat params mapping (missing keys take the class defaults)."""
+    cls = stage_class(stage)
+    try:
+        return cls(**stage_params(stage, params))
+    except ValidationError as e:
+        raise ParamsError(_explain(e, source=f"stage {stage}")) from None

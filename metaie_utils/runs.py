@@ -1,0 +1,182 @@
+"""Run directories, manifests and metrics.
+
+One run, one directory: ``<out_root>/<stage>/<run_name>/`` holds the executed notebook (when run by
+papermill), ``manifest.json`` (resolved params, git sha and dirty flag, package versions, seed, device,
+start and end time, status) and ``metrics.json``. A finished run directory (one with ``metrics.json``)
+is never overwritten unless ``overwrite=True``.
+
+In a notebook::
+
+    cfg = SampleConfig.from_namespace(globals())
+    run = start_run(cfg)            # creates the directory, writes the manifest, seeds everything
+    ...                             # write files under run.dir
+    run.finish({"sentences": 1000}) # metrics.json + end time
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from .device import pick_device, seed_everything
+from .params import StageConfig
+from .paths import REPO_ROOT, resolve
+
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+PACKAGES = ["torch", "transformers", "datasets", "openai", "papermill", "nltk", "numpy", "pydantic", "llama_cpp_python"]
+
+
+class RunExistsError(FileExistsError):
+    """A finished run directory would be overwritten."""
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def timestamp() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def git_state() -> dict[str, Any]:
+    """``{"sha": ..., "dirty": bool}`` of the repository, or ``{"sha": None}`` outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+        return {"sha": sha, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"sha": None, "dirty": None}
+
+
+def package_versions(names: list[str] = PACKAGES) -> dict[str, str | None]:
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = metadata.version(n.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def run_dir_for(stage: str, run_name: str, out_root: str = "outputs") -> Path:
+    return resolve(out_root) / stage / run_name
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (Path(run_dir) / METRICS).is_file()
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (a crash never leaves half a file)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+@dataclass
+class Run:
+    """An open run: its directory, config and manifest."""
+
+    dir: Path
+    cfg: StageConfig
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stage(self) -> str:
+        return self.cfg.stage
+
+    def path(self, name: str) -> Path:
+        """A file path inside the run directory (parents created)."""
+        p = self.dir / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def log(self, name: str = "run") -> logging.Logger:
+        """A logger writing to ``<run>/<name>.log`` and stderr."""
+        lg = logging.getLogger(f"metaie.{self.stage}.{self.dir.name}.{name}")
+        if not lg.handlers:
+            lg.setLevel(logging.INFO)
+            fh = logging.FileHandler(self.path(f"{name}.log"))
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            lg.addHandler(fh)
+            lg.propagate = True
+        return lg
+
+    def update_manifest(self, **items: Any) -> None:
+        self.manifest.update(items)
+        write_json(self.dir / MANIFEST, self.manifest)
+
+    def finish(self, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write ``metrics.json`` (the run counts as finished from here) and close the manifest."""
+        end = now()
+        m = dict(metrics or {})
+        write_json(self.dir / METRICS, m)
+        self.update_manifest(status="finished", end_time=end)
+        return self.dir / METRICS
+
+
+def start_run(cfg: StageConfig, device: str = "auto") -> Run:
+    """Create (or reuse an unfinished) run directory for ``cfg``, write the manifest, seed everything.
+
+    Raises :class:`RunExistsError` when the directory holds a finished run and ``cfg.overwrite`` is
+    False.
+    """
+    name = cfg.run_name or timestamp()
+    d = run_dir_for(cfg.stage, name, cfg.out_root)
+    if is_finished(d) and not cfg.overwrite:
+        raise RunExistsError(
+            f"Run directory {d} already holds a finished run (metrics.json). Pick another run_name, or set "
+            f"overwrite=True (--set overwrite=true) to replace it."
+        )
+    d.mkdir(parents=True, exist_ok=True)
+    if is_finished(d):
+        (d / METRICS).unlink()
+    seed_everything(cfg.seed)
+    try:
+        dev = pick_device(device)
+    except Exception:  # torch missing: the stage does not need it
+        dev = "cpu"
+    manifest = {
+        "stage": cfg.stage,
+        "run_name": name,
+        "status": "running",
+        "params": cfg.model_dump(),
+        "git": git_state(),
+        "versions": package_versions(),
+        "seed": cfg.seed,
+        "device": dev,
+        "argv": sys.argv,
+        "start_time": now(),
+        "end_time": None,
+    }
+    run = Run(dir=d, cfg=cfg, manifest=manifest)
+    run.update_manifest()
+    return run
+
+
+def upstream_file(path: str | Path, filename: str) -> Path:
+    """Accept either a run directory or the file itself: ``upstream_file(run_dir, "sentences.jsonl")``."""
+    p = resolve(path)
+    if p.is_dir():
+        p = p / filename
+    if not p.exists():
+        raise FileNotFoundError(
+            f"Expected {filename} at {p}. Point the parameter at the upstream stage's run directory "
+            f"(outputs/<stage>/<run_name>) or at the file itself."
+        )
+    return p
