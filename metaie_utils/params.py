@@ -197,3 +197,9 @@ def stage_config(stage: str, params: Mapping[str, Any]) -> StageConfig:
         return cls(**stage_params(stage, params))
     except ValidationError as e:
         raise ParamsError(_explain(e, source=f"stage {stage}")) from None
+
+
+class TemplateConfig(StageConfig):
+    """Config of ``notebooks/00_template``: the common fields only. Copy it when adding a stage."""
+
+    stage: ClassVar[str] = "00_template"
