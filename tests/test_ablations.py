@@ -1,0 +1,168 @@
+"""Sweep spec validation and expansion, sweep records, and reading sweep metrics into tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metaie_utils import ablations as ab
+from metaie_utils.ablations import Point, SweepSpecError, expand_sweep, validate_sweep_spec
+
+pytestmark = pytest.mark.unit
+
+KNOWN = {"seed", "backbone", "num_layers", "architecture", "max_sentences", "max_instances", "label_subset",
+         "label_top_k", "epochs"}
+
+
+def spec(**kw):
+    base = {"name": "s", "stages": ["04_train_meta_model", "05_fewshot_eval"], "grid": {"seed": [0, 1]}}
+    base.update(kw)
+    return validate_sweep_spec(base, known_keys=KNOWN)
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+def test_valid_spec_keeps_fields():
+    s = spec(description="d", params=["params/cpu.yaml"], set={"epochs": 1}, reuse={"03_convert_bio": "cpu"},
+             points=[{"backbone": "minilm-l6", "num_layers": 0}])
+    assert s.name == "s" and s.reuse == {"03_convert_bio": "cpu"} and s.set == {"epochs": 1}
+    assert s.varied_keys() == ["seed", "backbone", "num_layers"]
+
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"grids": {"seed": [0]}}, "unknown key 'grids'"),
+        ({"grid": {}}, "empty grid and no points"),
+        ({"grid": {"seed": []}}, "grid key 'seed' has an empty list"),
+        ({"grid": {"seed": [1, 1]}}, "repeats a value"),
+        ({"stages": []}, "stages is empty"),
+        ({"stages": ["04_train"]}, "unknown stage"),
+        ({"stages": ["05_fewshot_eval", "04_train_meta_model"]}, "out of pipeline order"),
+        ({"reuse": {"04_train_meta_model": "x"}}, "both reused and executed"),
+        ({"reuse": {"05_fewshot_eval": "x"}, "stages": ["04_train_meta_model"]}, "reuse only upstream"),
+        ({"reuse": {"03_convert_bio": ""}}, "needs an existing run name"),
+        ({"grid": {"seed": [0]}, "points": [{"seed": 1}]}, "both `grid` and `points`"),
+        ({"set": {"seed": 0}}, "both `set` and `grid`"),
+        ({"set": {"run_name": "x"}}, "runner owns"),
+        ({"points": [{}]}, "empty mapping"),
+        ({"name": "bad name"}, "sweep name 'bad name'"),
+        ({"name": "a--b"}, "sweep name 'a--b'"),
+        ({"grid": {"sed": [0, 1]}}, "unknown parameter(s) 'sed' (did you mean 'seed'?)"),
+    ],
+)
+def test_bad_specs_raise_clear_errors(kw, needle):
+    with pytest.raises(SweepSpecError) as e:
+        spec(**kw)
+    assert needle in str(e.value)
+
+
+def test_missing_name_and_non_mapping():
+    with pytest.raises(SweepSpecError, match="missing required key 'name'"):
+        validate_sweep_spec({"stages": ["04_train_meta_model"], "grid": {"seed": [0]}}, known_keys=None)
+    with pytest.raises(SweepSpecError, match="is a mapping"):
+        validate_sweep_spec([1, 2], known_keys=None)  # type: ignore[arg-type]
+
+
+def test_known_keys_none_skips_key_check():
+    s = validate_sweep_spec({"name": "x", "stages": ["04_train_meta_model"], "grid": {"whatever": [1]}}, known_keys=None)
+    assert s.grid == {"whatever": [1]}
+
+
+# --- expansion -------------------------------------------------------------------------------------
+
+
+def test_expand_grid_times_points_in_order():
+    s = spec(set={"epochs": 1}, grid={"seed": [0, 1]},
+             points=[{"backbone": "minilm-l6", "num_layers": 0}, {"backbone": "mpnet-base", "num_layers": 3}])
+    pts = expand_sweep(s)
+    assert [p.run_name for p in pts] == [
+        "s--seed=0,backbone=minilm-l6,num_layers=0",
+        "s--seed=0,backbone=mpnet-base,num_layers=3",
+        "s--seed=1,backbone=minilm-l6,num_layers=0",
+        "s--seed=1,backbone=mpnet-base,num_layers=3",
+    ]
+    assert pts[1] == Point("s--seed=0,backbone=mpnet-base,num_layers=3",
+                           {"epochs": 1, "seed": 0, "backbone": "mpnet-base", "num_layers": 3})
+
+
+def test_cartesian_product_size_and_uniqueness():
+    s = spec(grid={"seed": [0, 1, 2], "max_sentences": [0, 100, 300, 1000]})
+    pts = expand_sweep(s)
+    assert len(pts) == 12 and len({p.run_name for p in pts}) == 12
+    assert pts[0].overrides == {"seed": 0, "max_sentences": 0}
+    assert pts[-1].overrides == {"seed": 2, "max_sentences": 1000}
+
+
+def test_run_names_are_filesystem_safe():
+    s = spec(grid={"backbone": ["FacebookAI/roberta-large", "a b:c"], "label_subset": ["top_k"]})
+    names = [p.run_name for p in expand_sweep(s)]
+    assert names == ["s--backbone=FacebookAI_roberta-large,label_subset=top_k", "s--backbone=a_b_c,label_subset=top_k"]
+    for n in names:
+        assert "/" not in n and " " not in n
+
+
+def test_name_collision_after_sanitizing_is_an_error():
+    with pytest.raises(SweepSpecError, match="both map to run name"):
+        expand_sweep(spec(grid={"backbone": ["a/b", "a:b"]}))
+
+
+def test_long_names_are_cut_with_a_hash():
+    long = "x" * 300
+    pts = expand_sweep(spec(grid={"backbone": [long, long + "y"]}))
+    assert all(len(p.run_name) <= ab.MAX_RUN_NAME for p in pts)
+    assert pts[0].run_name != pts[1].run_name
+
+
+def test_expand_accepts_raw_mapping(monkeypatch):
+    pts = expand_sweep({"name": "r", "stages": ["04_train_meta_model"], "points": [{"seed": 3}]})
+    assert pts == [Point("r--seed=3", {"seed": 3})]
+
+
+def test_safe_value_formats():
+    assert [ab.safe_value(v) for v in (False, None, 1e-5, 3, "ner_types", [1, 2])] == \
+        ["false", "none", "1e-05", "3", "ner_types", "_1_2_"]
+
+
+# --- shipped sweep specs ---------------------------------------------------------------------------
+
+
+SPEC_FILES = sorted(ab.SWEEPS_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
+def test_shipped_specs_validate_and_expand(path):
+    data = yaml.safe_load(path.read_text())
+    s = validate_sweep_spec(data, known_keys=None, source=str(path))
+    assert s.name == path.stem, f"{path}: name should equal the file stem"
+    pts = expand_sweep(s)
+    assert pts and len({p.run_name for p in pts}) == len(pts)
+    for f in s.params:
+        assert (ab.resolve(f)).is_file(), f"{path}: params layer {f} missing"
+
+
+# --- compatibility checks --------------------------------------------------------------------------
+
+
+def test_record_compatibility(tmp_path):
+    s = spec()
+    ab.check_compatible_record(s, {"spec": s.model_dump()})
+    ab.check_compatible_record(s, {"spec": {**s.model_dump(), "description": "changed"}})
+    with pytest.raises(SweepSpecError, match=r"keys \['grid'\] differ"):
+        ab.check_compatible_record(s, {"spec": {**s.model_dump(), "grid": {"seed": [5]}}})
+    with pytest.raises(SweepSpecError, match="no 'spec' entry"):
+        ab.check_compatible_record(s, {})
+
+
+def test_run_manifest_mismatch(tmp_path):
+    d = tmp_path / "run"
+    ab.check_run_matches(d, {"seed": 1})  # nothing there yet
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"params": {"seed": 1, "backbone": "minilm-l6"}}))
+    ab.check_run_matches(d, {"seed": 1, "max_sentences": 100})  # key not declared by that stage: ignored
+    with pytest.raises(SweepSpecError, match="backbone: run has 'minilm-l6', spec wants 'mpnet-base'"):
+        ab.check_run_matches(d, {"backbone": "mpnet-base"})
