@@ -31,7 +31,6 @@ mkdir -p "$(dirname "$stamp")"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[bootstrap] installing metaie-utils and its dependencies"
   $PIP install -q -e '.[dev,lab]'
-  "$PY" -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
   touch "$stamp"
 fi
 

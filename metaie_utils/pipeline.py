@@ -1,0 +1,234 @@
+"""The papermill driver: ``run`` executes the numbered notebooks in order, ``sweep`` expands a grid.
+
+``python -m metaie_utils run --params params/smoke.yaml --set seed=1`` resolves the layered params, then for
+each stage 01 -> 05 executes ``notebooks/<stage>.ipynb`` into ``outputs/<stage>/<run_name>/<stage>.ipynb``
+with the stage's parameters, pointing each stage's upstream parameter at the previous stage's run directory
+of the same run. A stage whose run directory is finished (has ``metrics.json``) is skipped, so a run cut
+off half-way resumes where it stopped; ``--set overwrite=true`` re-runs everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .params import PIPELINE, STAGES, ParamsError, load_params, parse_set, stage_class, stage_params
+from .paths import NOTEBOOKS_DIR, REPO_ROOT, resolve
+from .runs import is_finished, run_dir_for, timestamp, write_json
+
+
+class StageFailed(RuntimeError):
+    """A notebook failed; the message names the notebook, the cell and the error."""
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(p)
+
+
+def plan(params: Mapping[str, Any], stages: Iterable[str], reuse: Mapping[str, str] | None = None) -> list[tuple[str, dict[str, Any], Path]]:
+    """The (stage, notebook parameters, run directory) list a run will execute, upstreams wired.
+
+    ``reuse`` maps an upstream stage to an existing run name to read instead of this run's.
+    """
+    stages = list(stages)
+    for s in stages:
+        if s not in STAGES:
+            raise ParamsError(f"Unknown stage {s!r}; known stages: {', '.join(STAGES)}.")
+    run_name = params["run_name"]
+    out_root = params.get("out_root", "outputs")
+    reuse = dict(reuse or {})
+    out = []
+    for s in stages:
+        cls = stage_class(s)
+        p = stage_params(s, params)
+        p["run_name"] = run_name
+        for param, up in cls.upstream.items():
+            if up in reuse:
+                p[param] = _rel(run_dir_for(up, reuse[up], out_root))
+            elif up in stages:
+                p[param] = _rel(run_dir_for(up, run_name, out_root))
+        out.append((s, p, run_dir_for(s, run_name, out_root)))
+    return out
+
+
+def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_output: bool = False) -> Path:
+    """Run one notebook with papermill; raise :class:`StageFailed` naming the notebook, cell and error."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    nb_in = NOTEBOOKS_DIR / f"{stage}.ipynb"
+    if not nb_in.is_file():
+        raise StageFailed(f"Notebook {nb_in} is missing; this checkout has: {sorted(p.name for p in NOTEBOOKS_DIR.glob('*.ipynb'))}.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    nb_out = run_dir / f"{stage}.ipynb"
+    try:
+        pm.execute_notebook(
+            str(nb_in), str(nb_out), parameters=dict(parameters), cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
+            progress_bar=sys.stderr.isatty(), log_output=log_output, request_save_on_cell_execute=True,
+        )
+    except PapermillExecutionError as e:
+        raise StageFailed(
+            f"Notebook {nb_in.name} failed in cell {e.cell_index} (execution {e.exec_count}): {e.ename}: {e.evalue}\n"
+            f"The executed notebook with the full traceback is {nb_out}."
+        ) from None
+    return nb_out
+
+
+def run_pipeline(
+    params: dict[str, Any],
+    stages: Iterable[str] = PIPELINE,
+    reuse: Mapping[str, str] | None = None,
+    log_output: bool = False,
+) -> dict[str, Path]:
+    """Execute ``stages`` in order for one resolved params mapping; returns stage -> run directory."""
+    params = dict(params)
+    params["run_name"] = params.get("run_name") or timestamp()
+    overwrite = bool(params.get("overwrite", False))
+    dirs: dict[str, Path] = {}
+    for stage, p, d in plan(params, stages, reuse):
+        dirs[stage] = d
+        if is_finished(d) and not overwrite:
+            print(f"[run] {stage}: finished earlier, skipped ({_rel(d)})", flush=True)
+            continue
+        t0 = time.time()
+        print(f"[run] {stage}: running -> {_rel(d)}", flush=True)
+        execute_stage(stage, p, d, log_output=log_output)
+        print(f"[run] {stage}: done in {time.time() - t0:.1f}s", flush=True)
+    return dirs
+
+
+def print_results(dirs: Mapping[str, Path]) -> None:
+    """Print the few-shot summary table (05) when the run produced one, and where the outputs went."""
+    ev = dirs.get("05_fewshot_eval")
+    if ev is not None:
+        summary = ev / "summary.csv"
+        if summary.is_file():
+            with summary.open() as f:
+                rows = list(csv.reader(f))
+            widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+            print("\nFew-shot results (F1 %, mean ± std over seeds):")
+            for r in rows:
+                print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print("\nOutputs:")
+    for s, d in dirs.items():
+        print(f"  {s:<22} {_rel(d)}")
+
+
+# ----------------------------------------------------------------------------------------------- sweeps
+
+def run_sweep(spec_path: str | Path, dry_run: bool = False, log_output: bool = False, only: str | None = None) -> list[dict[str, Any]]:
+    """Expand a sweep spec (see docs/ARCHITECTURE.md "Sweeps") and run every unfinished point.
+
+    Records ``outputs/sweeps/<name>/sweep.json`` (spec + points). A spec whose name already has a sweep.json
+    from a different spec is refused unless ``overwrite`` is set in the spec's ``set``.
+    """
+    import yaml
+
+    from .ablations import expand_sweep, validate_sweep_spec
+
+    p = resolve(spec_path)
+    if not p.is_file():
+        raise ParamsError(f"Sweep spec {p} does not exist. Specs: {sorted(str(x.relative_to(REPO_ROOT)) for x in (REPO_ROOT / 'params' / 'sweeps').glob('*.yaml'))}.")
+    raw = yaml.safe_load(p.read_text()) or {}
+    try:
+        spec = validate_sweep_spec(raw)
+    except ParamsError:
+        raise
+    except Exception as e:  # pydantic ValidationError and friends
+        raise ParamsError(f"Sweep spec {p}: {e}") from None
+    points = expand_sweep(spec)
+    base = load_params(spec.params, dict(spec.set))
+    out_root = base.get("out_root", "outputs")
+    sweep_dir = resolve(out_root) / "sweeps" / spec.name
+    record = {"spec": raw, "spec_path": _rel(p), "points": [{"run_name": pt.run_name, "overrides": pt.overrides} for pt in points]}
+    prev = sweep_dir / "sweep.json"
+    if prev.is_file() and not base.get("overwrite", False):
+        old = json.loads(prev.read_text())
+        if old.get("spec") != raw:
+            raise ParamsError(
+                f"{prev} was written by a different spec than {p} (same name {spec.name!r}). Rename the sweep, "
+                f"delete {sweep_dir}, or add overwrite: true to the spec's set."
+            )
+    if not dry_run:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json(prev, record)
+    results = []
+    for i, pt in enumerate(points, 1):
+        if only and only not in pt.run_name:
+            continue
+        params = load_params(spec.params, {**spec.set, **pt.overrides, "run_name": pt.run_name})
+        stages = list(spec.stages)
+        done = all(is_finished(run_dir_for(s, pt.run_name, out_root)) for s in stages)
+        status = "finished" if done else ("planned" if dry_run else "running")
+        print(f"[sweep {spec.name}] point {i}/{len(points)} {pt.run_name}: {status}", flush=True)
+        t0 = time.time()
+        if not dry_run and not done:
+            run_pipeline(params, stages, reuse=spec.reuse, log_output=log_output)
+        results.append({"run_name": pt.run_name, "status": "skipped" if done else status, "seconds": round(time.time() - t0, 1)})
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    overrides = parse_set(args.set or [])
+    if args.run_name:
+        overrides["run_name"] = args.run_name
+    params = load_params(args.params or [], overrides)
+    stages = PIPELINE if not args.stages else [s for s in STAGES if any(s.startswith(x) for x in args.stages.split(","))]
+    if not stages:
+        raise ParamsError(f"--stages {args.stages!r} matches no stage; stages: {', '.join(STAGES)}.")
+    reuse = dict(kv.split("=", 1) for kv in (args.reuse or []))
+    params["run_name"] = params.get("run_name") or timestamp()
+    print(f"[run] run_name={params['run_name']}  params={' + '.join(['params/defaults.yaml', *(args.params or [])])}", flush=True)
+    t0 = time.time()
+    try:
+        dirs = run_pipeline(params, stages, reuse=reuse, log_output=args.log_output)
+    except StageFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print_results(dirs)
+    print(f"\nTotal wall time: {time.time() - t0:.1f}s")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    t0 = time.time()
+    try:
+        res = run_sweep(args.spec, dry_run=args.dry_run, log_output=args.log_output, only=args.only)
+    except StageFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"\n{len(res)} points; wall time {time.time() - t0:.1f}s")
+    for r in res:
+        print(f"  {r['run_name']:<60} {r['status']:<9} {r['seconds']}s")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="execute the numbered notebooks in order with papermill",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", nargs="*", metavar="FILE", help="params files layered over params/defaults.yaml, in order")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (YAML-typed); repeatable")
+    p.add_argument("--run-name", help="run name (default: params run_name, else a timestamp)")
+    p.add_argument("--stages", help="comma-separated stage prefixes to run, e.g. 03,04 (default: 01-05)")
+    p.add_argument("--reuse", action="append", metavar="STAGE=RUN_NAME",
+                   help="read this upstream stage's existing run instead of running it, e.g. 02_distill_llm=cpu")
+    p.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
+    p.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("sweep", help="expand a sweep spec (params/sweeps/*.yaml) and run unfinished points")
+    s.add_argument("spec", help="path of the sweep spec")
+    s.add_argument("--dry-run", action="store_true", help="list the points and their status, run nothing")
+    s.add_argument("--only", help="run only points whose run name contains this text")
+    s.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
+    s.set_defaults(func=_cmd_sweep)

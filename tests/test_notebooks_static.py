@@ -1,0 +1,71 @@
+"""Notebook hygiene: stripped, one parameters cell whose names are the config's fields, in sync with .py twins."""
+
+import ast
+import json
+
+import pytest
+
+from metaie_utils import nbsync
+from metaie_utils.params import STAGES, TemplateConfig, stage_class
+from metaie_utils.paths import NOTEBOOKS_DIR
+
+pytestmark = pytest.mark.unit
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _cells(nb_path):
+    return json.loads(nb_path.read_text())["cells"]
+
+
+def _param_names(cell_source: str) -> list[str]:
+    names = []
+    for node in ast.parse(cell_source).body:
+        assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"parameters cell holds only assignments, got {ast.dump(node)[:60]}"
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for t in targets:
+            names.append(t.id)
+        ast.literal_eval(node.value)  # flat literals only: nothing computed
+    return names
+
+
+def test_every_stage_has_a_notebook():
+    have = {p.stem for p in NOTEBOOKS}
+    assert set(STAGES) <= have, f"missing notebooks: {sorted(set(STAGES) - have)}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stripped_and_one_parameters_cell(nb):
+    cells = _cells(nb)
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{nb.name}: {len(tagged)} parameters cells"
+    for c in cells:
+        if c["cell_type"] == "code":
+            assert not c.get("outputs") and c.get("execution_count") is None, f"{nb.name} has outputs"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_match_config_fields(nb):
+    cls = TemplateConfig if nb.stem == "00_template" else stage_class(nb.stem)
+    cell = next(c for c in _cells(nb) if "parameters" in c.get("metadata", {}).get("tags", []))
+    names = _param_names("".join(cell["source"]))
+    assert len(names) == len(set(names)), f"duplicate parameter in {nb.name}"
+    assert set(names) == set(cls.model_fields), (
+        f"{nb.name}: only in notebook {sorted(set(names) - set(cls.model_fields))}, "
+        f"only in {cls.__name__} {sorted(set(cls.model_fields) - set(names))}"
+    )
+    # the notebook's defaults are valid config values
+    ns = {}
+    exec("".join(cell["source"]), {}, ns)
+    cls(**ns)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_badge_and_opt_in_install(nb):
+    text = nb.read_text()
+    assert "colab-badge.svg" in text and f"notebooks/{nb.name}" in text
+    assert "INSTALL = False" in text
+
+
+def test_ipynb_in_sync_with_py_twins():
+    assert nbsync.sync(check=True) == [], "run `make notebooks` to regenerate the .ipynb files"
+    assert {p.stem for p in NOTEBOOKS} == {p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")}

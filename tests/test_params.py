@@ -1,0 +1,97 @@
+"""Layered params: every key known, typed and documented; clear errors naming file and key."""
+
+import typing
+
+import pytest
+import yaml
+
+from metaie_utils import params as P
+from metaie_utils.paths import PARAMS_DIR
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_list_every_field_of_every_stage():
+    defaults = yaml.safe_load((PARAMS_DIR / "defaults.yaml").read_text())
+    fields = set(P.all_fields())
+    assert set(defaults) == fields, (
+        f"missing from defaults.yaml: {sorted(fields - set(defaults))}; unknown there: {sorted(set(defaults) - fields)}"
+    )
+
+
+def test_every_stage_module_imports():
+    assert set(P.available_stages()) == set(P.STAGES)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PARAMS_DIR.glob("*.yaml")))
+def test_every_params_file_loads_and_validates(name):
+    merged = P.load_params([PARAMS_DIR / name])
+    for stage in P.STAGES:
+        P.stage_config(stage, merged)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PARAMS_DIR.glob("*.yaml") if p.name != "defaults.yaml"))
+def test_override_files_say_why_they_exist(name):
+    first = (PARAMS_DIR / name).read_text().lstrip().splitlines()[0]
+    assert first.startswith("#") and len(first) > 20
+
+
+def test_shared_keys_mean_the_same_type_in_every_stage():
+    seen: dict[str, tuple[str, object]] = {}
+    for stage, cls in P.available_stages().items():
+        for k, f in cls.model_fields.items():
+            ann = f.annotation
+            if k in seen:
+                assert seen[k][1] == ann, f"{k}: {seen[k][0]} says {seen[k][1]}, {stage} says {ann}"
+            else:
+                seen[k] = (stage, ann)
+
+
+def test_unknown_key_names_file_and_suggests(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("# why\nseeed: 3\n")
+    with pytest.raises(P.ParamsError) as e:
+        P.load_params([f])
+    msg = str(e.value)
+    assert "bad.yaml" in msg and "'seeed'" in msg and "'seed'" in msg
+
+
+def test_wrong_type_names_file_and_key(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("seed: not-a-number\n")
+    with pytest.raises(P.ParamsError) as e:
+        P.load_params([f])
+    assert "bad.yaml" in str(e.value) and "'seed'" in str(e.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(P.ParamsError, match="does not exist"):
+        P.load_params([tmp_path / "nope.yaml"])
+
+
+def test_nested_mapping_is_refused(tmp_path):
+    f = tmp_path / "nested.yaml"
+    f.write_text("seed: {a: 1}\n")
+    with pytest.raises(P.ParamsError, match="flat"):
+        P.load_params([f])
+
+
+def test_layers_apply_in_order_and_set_wins(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("seed: 1\n")
+    b.write_text("seed: 2\n")
+    assert P.load_params([a, b])["seed"] == 2
+    assert P.load_params([a, b], {"seed": 5})["seed"] == 5
+
+
+def test_parse_set_is_yaml_typed():
+    assert P.parse_set(["seed=3", "run_name=abc", "overwrite=true"]) == {"seed": 3, "run_name": "abc", "overwrite": True}
+    with pytest.raises(P.ParamsError):
+        P.parse_set(["seed"])
+
+
+def test_from_namespace_validates():
+    with pytest.raises(P.ParamsError, match="seed"):
+        P.TemplateConfig.from_namespace({"run_name": "", "out_root": "o", "overwrite": False, "seed": "x"})
+    with pytest.raises(P.ParamsError, match="lacks parameters"):
+        P.TemplateConfig.from_namespace({"run_name": ""})

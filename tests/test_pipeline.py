@@ -1,0 +1,49 @@
+"""The papermill driver on the template notebook: a real kernel, a run directory, skip/resume, failures named."""
+
+import json
+import shutil
+
+import pytest
+
+from metaie_utils import pipeline
+from metaie_utils.cli import main
+from metaie_utils.paths import NOTEBOOKS_DIR
+
+pytestmark = pytest.mark.unit
+
+
+def test_execute_template_notebook(tmp_path):
+    d = tmp_path / "00_template" / "t"
+    out = pipeline.execute_stage("00_template", {"run_name": "t", "out_root": str(tmp_path), "seed": 3}, d)
+    assert out.is_file()
+    assert json.loads((d / "metrics.json").read_text()) == {"ok": 1}
+    assert json.loads((d / "manifest.json").read_text())["params"]["seed"] == 3
+
+
+def test_failing_notebook_names_cell_and_error(tmp_path, monkeypatch):
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    nb = json.loads((NOTEBOOKS_DIR / "00_template.ipynb").read_text())
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "source": "raise ValueError('boom 42')", "outputs": [],
+                        "execution_count": None, "id": "x"})
+    (nbdir / "00_template.ipynb").write_text(json.dumps(nb))
+    monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", nbdir)
+    with pytest.raises(pipeline.StageFailed) as e:
+        pipeline.execute_stage("00_template", {"run_name": "f", "out_root": str(tmp_path)}, tmp_path / "f")
+    assert "00_template.ipynb" in str(e.value) and "ValueError" in str(e.value) and "boom 42" in str(e.value)
+
+
+def test_cli_unknown_param_is_one_paragraph(capsys):
+    rc = main(["run", "--set", "sead=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown parameter 'sead'" in err and "Traceback" not in err
+
+
+def test_plan_wires_upstreams(tmp_path):
+    params = {"run_name": "x", "out_root": str(tmp_path)}
+    steps = pipeline.plan(params, ["01_sample_corpus", "02_distill_llm"], reuse=None)
+    (s1, p1, d1), (s2, p2, d2) = steps
+    assert d1 == tmp_path / "01_sample_corpus" / "x"
+    assert p2["input_dir"].endswith("01_sample_corpus/x")
+    steps = pipeline.plan(params, ["02_distill_llm"], reuse={"01_sample_corpus": "old"})
+    assert steps[0][1]["input_dir"].endswith("01_sample_corpus/old")

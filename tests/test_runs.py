@@ -1,0 +1,47 @@
+"""Run directories: manifest contents, no silent overwrite, atomic metrics."""
+
+import json
+
+import pytest
+
+from metaie_utils.params import TemplateConfig
+from metaie_utils.runs import RunExistsError, start_run, upstream_file
+
+pytestmark = pytest.mark.unit
+
+
+def test_run_directory_manifest_and_metrics(tmp_path):
+    cfg = TemplateConfig(run_name="r1", out_root=str(tmp_path), seed=7)
+    run = start_run(cfg)
+    assert run.dir == tmp_path / "00_template" / "r1"
+    m = json.loads((run.dir / "manifest.json").read_text())
+    assert m["status"] == "running" and m["seed"] == 7 and m["params"]["seed"] == 7
+    assert {"sha", "dirty"} <= set(m["git"]) and m["versions"]["python"]
+    assert m["device"] in {"cpu", "cuda", "mps"} and m["start_time"]
+    run.finish({"f1": 0.5})
+    assert json.loads((run.dir / "metrics.json").read_text()) == {"f1": 0.5}
+    m = json.loads((run.dir / "manifest.json").read_text())
+    assert m["status"] == "finished" and m["end_time"]
+
+
+def test_finished_run_is_not_overwritten_unless_asked(tmp_path):
+    start_run(TemplateConfig(run_name="r", out_root=str(tmp_path))).finish({"a": 1})
+    with pytest.raises(RunExistsError, match="overwrite"):
+        start_run(TemplateConfig(run_name="r", out_root=str(tmp_path)))
+    run = start_run(TemplateConfig(run_name="r", out_root=str(tmp_path), overwrite=True))
+    assert not (run.dir / "metrics.json").exists()
+
+
+def test_unfinished_run_directory_is_resumed(tmp_path):
+    run = start_run(TemplateConfig(run_name="r", out_root=str(tmp_path)))
+    (run.dir / "partial.txt").write_text("kept")
+    run2 = start_run(TemplateConfig(run_name="r", out_root=str(tmp_path)))
+    assert (run2.dir / "partial.txt").read_text() == "kept"
+
+
+def test_upstream_file_accepts_dir_or_file(tmp_path):
+    (tmp_path / "sentences.jsonl").write_text("{}\n")
+    assert upstream_file(tmp_path, "sentences.jsonl") == tmp_path / "sentences.jsonl"
+    assert upstream_file(tmp_path / "sentences.jsonl", "sentences.jsonl") == tmp_path / "sentences.jsonl"
+    with pytest.raises(FileNotFoundError, match="upstream stage"):
+        upstream_file(tmp_path, "responses.jsonl")
