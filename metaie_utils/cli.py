@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = [
     "metaie_utils.pipeline",       # run, sweep
     "metaie_utils.assets",         # assets
+    "metaie_utils.datasources",    # data check|fetch
     "metaie_utils.corpus",         # sample
     "metaie_utils.llm",            # distill
     "metaie_utils.teacher",        # serve-teacher
