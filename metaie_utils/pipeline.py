@@ -128,51 +128,39 @@ def print_results(dirs: Mapping[str, Path]) -> None:
 def run_sweep(spec_path: str | Path, dry_run: bool = False, log_output: bool = False, only: str | None = None) -> list[dict[str, Any]]:
     """Expand a sweep spec (see docs/ARCHITECTURE.md "Sweeps") and run every unfinished point.
 
-    Records ``outputs/sweeps/<name>/sweep.json`` (spec + points). A spec whose name already has a sweep.json
-    from a different spec is refused unless ``overwrite`` is set in the spec's ``set``.
+    ``spec_path`` is a path or a bare name in params/sweeps/. Records ``outputs/sweeps/<name>/sweep.json``
+    (spec + points). A sweep.json written by a different spec under the same name, or a run directory
+    whose manifest contradicts its point, is refused with the fix named (ablations.check_*).
     """
-    import yaml
+    from .ablations import check_compatible_record, check_run_matches, expand_sweep, load_sweep_spec
 
-    from .ablations import expand_sweep, validate_sweep_spec
-
-    p = resolve(spec_path)
-    if not p.is_file():
-        raise ParamsError(f"Sweep spec {p} does not exist. Specs: {sorted(str(x.relative_to(REPO_ROOT)) for x in (REPO_ROOT / 'params' / 'sweeps').glob('*.yaml'))}.")
-    raw = yaml.safe_load(p.read_text()) or {}
-    try:
-        spec = validate_sweep_spec(raw)
-    except ParamsError:
-        raise
-    except Exception as e:  # pydantic ValidationError and friends
-        raise ParamsError(f"Sweep spec {p}: {e}") from None
+    spec = load_sweep_spec(spec_path)
     points = expand_sweep(spec)
     base = load_params(spec.params, dict(spec.set))
     out_root = base.get("out_root", "outputs")
     sweep_dir = resolve(out_root) / "sweeps" / spec.name
-    record = {"spec": raw, "spec_path": _rel(p), "points": [{"run_name": pt.run_name, "overrides": pt.overrides} for pt in points]}
-    prev = sweep_dir / "sweep.json"
-    if prev.is_file() and not base.get("overwrite", False):
-        old = json.loads(prev.read_text())
-        if old.get("spec") != raw:
-            raise ParamsError(
-                f"{prev} was written by a different spec than {p} (same name {spec.name!r}). Rename the sweep, "
-                f"delete {sweep_dir}, or add overwrite: true to the spec's set."
-            )
+    record_path = sweep_dir / "sweep.json"
+    if record_path.is_file():
+        check_compatible_record(spec, json.loads(record_path.read_text()), where=str(record_path))
+    record = {"spec": spec.model_dump(), "points": [{"run_name": pt.run_name, "overrides": pt.overrides} for pt in points]}
     if not dry_run:
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_json(prev, record)
+        write_json(record_path, record)
     results = []
     for i, pt in enumerate(points, 1):
         if only and only not in pt.run_name:
             continue
-        params = load_params(spec.params, {**spec.set, **pt.overrides, "run_name": pt.run_name})
+        params = load_params(spec.params, {**pt.overrides, "run_name": pt.run_name})
         stages = list(spec.stages)
+        for s in stages:
+            check_run_matches(run_dir_for(s, pt.run_name, out_root), stage_params(s, pt.overrides))
         done = all(is_finished(run_dir_for(s, pt.run_name, out_root)) for s in stages)
         status = "finished" if done else ("planned" if dry_run else "running")
         print(f"[sweep {spec.name}] point {i}/{len(points)} {pt.run_name}: {status}", flush=True)
         t0 = time.time()
         if not dry_run and not done:
             run_pipeline(params, stages, reuse=spec.reuse, log_output=log_output)
+            status = "ran"
         results.append({"run_name": pt.run_name, "status": "skipped" if done else status, "seconds": round(time.time() - t0, 1)})
     return results
 
