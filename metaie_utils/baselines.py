@@ -1,0 +1,452 @@
+"""The paper's baselines for stage 05: NER distillation, a MultiIE substitute, and LLM in-context prompting.
+
+- ``ner-distill`` (task-level transfer, UniversalNER style): the SAME teacher is asked for named entities
+  only (prompt ``ner-v1``) on the SAME sentences as MetaIE (found through the meta-model's provenance:
+  04 -> 03 -> 02 -> 01 run manifests, or given by ``ner_responses``), the responses are converted to
+  instances exactly as in stage 03, subsampled to MetaIE's instance count, and trained with stage 04's
+  recipe.
+- ``multiie`` (IE-level transfer on human annotations): the paper merges FewNERD + FewRel + FewEvent.
+  Those are not available offline, so the default substitute merges human-annotated NER + RE + EE data
+  that is outside every evaluation set: NCBI-disease (NER), SemEval-2010 Task 8 (RE) and the CASIE train
+  split (EE), turned into instances by each task's ``instances(ex)``, subsampled to MetaIE's count.
+  Users who have the paper's sets can list them in ``multiie_datasets`` once a reader is registered in
+  ``tasks.DATASETS`` under ``fewnerd`` / ``fewrel`` / ``fewevent``.
+- ``llm-icl``: the teacher prompted with the K-shot support sentences as in-context examples, answering
+  ``- <type>: <span>`` lines that are matched back to word spans (NER datasets).
+
+Pre-trained baseline checkpoints are cached under ``<out_root>/baselines/<kind>-<key>/`` where ``key``
+hashes every setting that changes the checkpoint; a folder with ``baseline.json`` is finished and reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from .paths import resolve
+from .runs import read_json, write_json
+
+MANIFEST = "manifest.json"
+BASELINE_DONE = "baseline.json"
+PAPER_MULTIIE = ("fewnerd", "fewrel", "fewevent")  # the paper's MultiIE sources (not shipped)
+ICL_MAX_PROMPT_WORDS = 900  # demonstrations are dropped beyond this budget (small teachers' context)
+ICL_LINE = re.compile(r"^\s*[-*•]\s*([^:\n]+?)\s*:\s*(.+?)\s*$", re.MULTILINE)
+
+
+class BaselineError(ValueError):
+    """A baseline cannot be built from the given inputs; the message says which input and how to fix it."""
+
+
+def _user_error(msg: str) -> Exception:
+    from .cli import UserError
+
+    class BaselineUserError(UserError, BaselineError):
+        pass
+
+    return BaselineUserError(msg)
+
+
+# --------------------------------------------------------------------------------------------------
+# Provenance: from a meta-model back to its instances, responses and sentences
+# --------------------------------------------------------------------------------------------------
+
+
+def run_dir_of(path: str | Path) -> Path | None:
+    """The run directory holding ``path`` (the folder itself or a parent with ``manifest.json``)."""
+    p = resolve(path)
+    for cand in [p, *p.parents][:3]:
+        if (cand / MANIFEST).is_file():
+            return cand
+    return None
+
+
+def upstream_runs(run_dir: Path) -> list[Path]:
+    """Run directories named by the upstream parameters of ``run_dir``'s manifest (one level)."""
+    from .params import stage_class
+
+    man = read_json(run_dir / MANIFEST)
+    try:
+        ups = stage_class(man.get("stage", "")).upstream
+    except Exception:  # unknown stage or module not importable: no upstream to follow
+        return []
+    out = []
+    for key in ups:
+        val = (man.get("params") or {}).get(key)
+        if val:
+            d = run_dir_of(val)
+            if d is not None and d != run_dir:
+                out.append(d)
+    return out
+
+
+def find_upstream(start: str | Path, filename: str, max_depth: int = 5) -> Path | None:
+    """Walk the run manifests upstream of ``start`` and return the first ``filename`` found.
+
+    >>> find_upstream("outputs/04_train_meta_model/cpu", "sentences.jsonl")  # doctest: +SKIP
+    PosixPath('.../outputs/01_sample_corpus/cpu/sentences.jsonl')
+    """
+    d = run_dir_of(start)
+    frontier = [d] if d is not None else []
+    seen: set[Path] = set()
+    for _ in range(max_depth + 1):
+        nxt = []
+        for r in frontier:
+            if r in seen:
+                continue
+            seen.add(r)
+            if (r / filename).is_file():
+                return r / filename
+            nxt.extend(upstream_runs(r))
+        frontier = nxt
+    return None
+
+
+def metaie_instance_count(meta_model: str) -> int:
+    """Instances MetaIE was trained on (``instances.json`` upstream of the checkpoint)."""
+    if not meta_model:
+        raise _user_error("baseline_instances=0 means 'match MetaIE's instance count', but meta_model is ''. Set "
+                          "meta_model to a 04 run directory or set baseline_instances to a number.")
+    p = find_upstream(meta_model, "instances.json")
+    if p is None:
+        raise _user_error(f"Could not find the instances.json MetaIE was trained on upstream of {meta_model!r} "
+                          f"(no 03_convert_bio run in its manifests). Set baseline_instances to a number.")
+    return len(json.loads(p.read_text()))
+
+
+def meta_training_recipe(meta_model: str) -> tuple[Any, dict]:
+    """Stage 04's (TrainRecipe, TrainConfig params) of the meta-model, so baselines use the same recipe.
+
+    Falls back to TrainConfig's defaults (with the note ``"recipe": "04 defaults"``) when the checkpoint has
+    no 04 run manifest (e.g. a Hub checkpoint).
+    """
+    from .params import stage_config
+
+    d = run_dir_of(meta_model) if meta_model else None
+    params = dict(read_json(d / MANIFEST).get("params", {})) if d is not None else {}
+    params = {k: v for k, v in params.items() if k not in ("run_name", "out_root", "overwrite")}
+    cfg = stage_config("04_train_meta_model", params)
+    return cfg.recipe(), cfg.model_dump()
+
+
+def subsample(items: Sequence[Any], n: int, seed: int) -> list[Any]:
+    """A seeded subsample of ``n`` items (all of them, in order, when ``n <= 0`` or ``n >= len``).
+
+    >>> subsample(list(range(5)), 0, 0)
+    [0, 1, 2, 3, 4]
+    >>> len(subsample(list(range(50)), 7, 1)), subsample(list(range(50)), 7, 1) == subsample(list(range(50)), 7, 1)
+    (7, True)
+    """
+    if n <= 0 or n >= len(items):
+        return list(items)
+    idx = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in idx]
+
+
+# --------------------------------------------------------------------------------------------------
+# Cached baseline checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+def _cache_dir(cfg: Any, kind: str, settings: Mapping[str, Any]) -> Path:
+    from .fewshot import config_key
+
+    return resolve(cfg.out_root) / "baselines" / f"{kind}-{config_key(settings)}"
+
+
+def _train_cached(kind: str, instances: list[dict], cfg: Any, settings: dict, recipe: Any) -> Path:
+    """Train ``cfg.backbone`` on ``instances`` with ``recipe`` into the cache (or reuse a finished one)."""
+    from .training import finetune
+
+    out = _cache_dir(cfg, kind, settings)
+    if (out / BASELINE_DONE).is_file():
+        return Path(read_json(out / BASELINE_DONE)["checkpoint"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "instances.json").write_text(json.dumps(instances, ensure_ascii=False) + "\n")
+    ckpt = finetune(instances, cfg.backbone, out / "model", recipe, architecture=cfg.architecture, resume=True)
+    write_json(out / BASELINE_DONE, {"kind": kind, "checkpoint": str(ckpt), "n_instances": len(instances),
+                                     "settings": settings})
+    return Path(ckpt)
+
+
+def ner_responses_path(cfg: Any) -> Path:
+    """The ``ner-v1`` responses.jsonl: ``cfg.ner_responses`` or, when empty, distilled now (cached)."""
+    from .runs import upstream_file
+
+    if cfg.ner_responses:
+        return upstream_file(cfg.ner_responses, "responses.jsonl")
+    return distill_ner_responses(cfg)
+
+
+def distill_ner_responses(cfg: Any) -> Path:
+    """Ask MetaIE's teacher for named entities only (``ner-v1``) on MetaIE's sentences -> responses.jsonl.
+
+    The sentences and the teacher (model, endpoint, sampling) come from the meta-model's 01/02 runs, so
+    the only difference from MetaIE's data is the prompt. The teacher's response cache makes a rerun free.
+    """
+    from . import llm
+
+    sentences_path = find_upstream(cfg.meta_model, "sentences.jsonl") if cfg.meta_model else None
+    responses_path = find_upstream(cfg.meta_model, "responses.jsonl") if cfg.meta_model else None
+    if sentences_path is None or responses_path is None:
+        raise _user_error(
+            f"ner-distill needs MetaIE's sentences and teacher: no 01/02 runs upstream of meta_model="
+            f"{cfg.meta_model!r}. Distill them yourself (02_distill_llm with prompt_version=ner-v1 on the same "
+            f"sentences.jsonl) and set ner_responses to that run directory."
+        )
+    from .params import stage_config
+
+    dp = dict(read_json(run_dir_of(responses_path) / MANIFEST).get("params", {}))
+    dcfg = stage_config("02_distill_llm", {k: v for k, v in dp.items() if k not in ("run_name", "out_root", "overwrite")})
+    sentences = llm.load_sentences(sentences_path, dcfg.limit)
+    key = {"sentences": str(sentences_path), "n": len(sentences), "teacher": dcfg.teacher, "base_url": dcfg.base_url,
+           "n_samples": dcfg.n_samples, "temperature": dcfg.temperature, "max_tokens": dcfg.max_tokens, "seed": dcfg.seed}
+    out = _cache_dir(cfg, "ner-responses", key)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "responses.jsonl"
+    if (out / BASELINE_DONE).is_file():
+        return target
+    with teacher_client(dcfg.teacher, dcfg.base_url, dcfg.api_key_env, out / "cache.sqlite",
+                        concurrency=dcfg.concurrency, n_ctx=dcfg.n_ctx, log_dir=out) as client:
+        rows = llm.distill(sentences, client, "ner-v1", dcfg.n_samples, dcfg.temperature, dcfg.max_tokens, seed=dcfg.seed)
+    llm.write_jsonl(target, rows)
+    write_json(out / BASELINE_DONE, {"kind": "ner-responses", "sentences": str(sentences_path), "n": len(rows)})
+    return target
+
+
+def convert_like_metaie(responses: Path, meta_model: str) -> list[dict]:
+    """Responses -> instances with the stage 03 settings of the meta-model's own conversion (parser, label
+    normalization, negatives), but no held-out split and no subsampling (the caller matches the count)."""
+    from . import label_to_span
+    from .params import stage_config
+
+    inst_path = find_upstream(meta_model, "instances.json") if meta_model else None
+    params = dict(read_json(run_dir_of(inst_path) / MANIFEST).get("params", {})) if inst_path else {}
+    params = {k: v for k, v in params.items() if k in label_to_span.ConvertConfig.model_fields}
+    params.update(input_dir=str(responses), heldout_fraction=0.0, max_instances=0, max_sentences=0,
+                  label_subset="all", min_label_freq=1, run_name="", out_root="outputs", overwrite=False)
+    ccfg = stage_config("03_convert_bio", params)
+    rows = list(label_to_span.read_responses(responses))
+    return list(label_to_span.convert_responses(rows, ccfg, progress=False).train)
+
+
+def ner_distilled_checkpoint(cfg: Any) -> Path:
+    """Build (or reuse) the NER-distilled checkpoint for ``cfg`` (an :class:`EvalConfig`)."""
+    responses = ner_responses_path(cfg)
+    instances = convert_like_metaie(responses, cfg.meta_model)
+    n = cfg.baseline_instances or metaie_instance_count(cfg.meta_model)
+    if not instances:
+        raise _user_error(f"{responses} gave no NER instances (every response failed or matched no span).")
+    instances = subsample(instances, n, cfg.seed)
+    recipe, train_params = meta_training_recipe(cfg.meta_model)
+    settings = {"responses": str(responses), "n": len(instances), "backbone": cfg.backbone,
+                "num_layers": cfg.num_layers, "train": train_params, "seed": cfg.seed}
+    return _train_cached("ner-distill", instances, cfg, settings, recipe)
+
+
+def multiie_instances(names: Iterable[str], get_dataset=None) -> list[dict]:
+    """Training instances of the MultiIE sources (train split, dev when there is none), pooled."""
+    from . import tasks
+    from .fewshot import support_split
+
+    get_dataset = get_dataset or tasks.get_dataset
+    out: list[dict] = []
+    for name in names:
+        if name in PAPER_MULTIIE and name not in tasks.DATASETS:
+            raise _user_error(
+                f"multiie source {name!r} is one of the paper's sets (FewNERD/FewRel/FewEvent), which are not "
+                f"shipped. Register a reader for it in metaie_utils.tasks.DATASETS, or use the substitutes "
+                f"ncbi_disease, semeval2010_task8, casie."
+            )
+        if name not in tasks.DATASETS:
+            raise _user_error(f"Unknown multiie source {name!r}. Known datasets: {', '.join(sorted(tasks.DATASETS))}.")
+        ds = get_dataset(name)
+        split = "train" if "train" in ds.splits else support_split(ds)
+        for ex in ds.load(split):
+            for inst in ds.instances(ex):
+                out.append({**inst, "source": name})
+    return out
+
+
+def multiie_checkpoint(cfg: Any) -> Path:
+    """Build (or reuse) the MultiIE-substitute checkpoint: human NER + RE + EE instances, count-matched."""
+    n = cfg.baseline_instances or metaie_instance_count(cfg.meta_model)
+    instances = subsample(multiie_instances(cfg.multiie_datasets), n, cfg.seed)
+    recipe, train_params = meta_training_recipe(cfg.meta_model)
+    settings = {"sources": list(cfg.multiie_datasets), "n": len(instances), "backbone": cfg.backbone,
+                "num_layers": cfg.num_layers, "train": train_params, "seed": cfg.seed}
+    return _train_cached("multiie", instances, cfg, settings, recipe)
+
+
+# --------------------------------------------------------------------------------------------------
+# LLM in-context prompting
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IclSpan:
+    """A predicted span (the fields of :class:`metaie_utils.extraction.Span`)."""
+
+    label: str
+    text: str
+    start: int
+    end: int
+    score: float
+    word_start: int
+    word_end: int
+
+
+def demonstrations(instances: Iterable[Mapping[str, Any]]) -> list[tuple[list[str], list[tuple[str, str]]]]:
+    """Authors'-format support instances -> per sentence ``(words, [(label, span text), ...])``.
+
+    >>> demonstrations([{"words": ["Person", ":", "Tom", "runs"], "ner": ["O", "O", "B", "O"]},
+    ...                 {"words": ["Location", ":", "Tom", "runs"], "ner": ["O", "O", "O", "O"]}])
+    [(['Tom', 'runs'], [('Person', 'Tom')])]
+    """
+    from .fewshot import instance_sentence, instance_spans
+
+    by_sent: dict[tuple[str, ...], list[tuple[str, str]]] = defaultdict(list)
+    for inst in instances:
+        label, words = instance_sentence(inst)
+        key = tuple(words)
+        by_sent.setdefault(key, [])
+        for s, e in instance_spans(inst):
+            by_sent[key].append((label, " ".join(words[s:e])))
+    return [(list(k), v) for k, v in by_sent.items()]
+
+
+def icl_prompt(words: Sequence[str], labels: Sequence[str], demos: Sequence[tuple[list[str], list[tuple[str, str]]]],
+               max_words: int = ICL_MAX_PROMPT_WORDS) -> str:
+    """The few-shot NER prompt: instructions, K-shot demonstrations, then the query sentence.
+
+    >>> print(icl_prompt(["Tom", "runs"], ["Person"], [(["Ann", "sings"], [("Person", "Ann")])]))
+    Extract the entities of these types: Person. Answer one entity per line as "- <type>: <span>"; write "- none" when there is none.
+    <BLANKLINE>
+    Sentence: Ann sings
+    Entities:
+    - Person: Ann
+    <BLANKLINE>
+    Sentence: Tom runs
+    Entities:
+    """
+    head = (f"Extract the entities of these types: {', '.join(labels)}. Answer one entity per line as "
+            f'"- <type>: <span>"; write "- none" when there is none.')
+    parts, budget = [head], max_words - len(words)
+    for dw, spans in demos:
+        if budget - len(dw) < 0:
+            break
+        budget -= len(dw)
+        ans = "\n".join(f"- {lab}: {txt}" for lab, txt in spans) or "- none"
+        parts.append(f"Sentence: {' '.join(dw)}\nEntities:\n{ans}")
+    parts.append(f"Sentence: {' '.join(words)}\nEntities:")
+    return "\n\n".join(parts)
+
+
+def parse_icl_response(response: str | None, words: Sequence[str], labels: Sequence[str]) -> list[IclSpan]:
+    """``"- Person: Tom Cruise"`` lines -> spans over ``words`` (case-insensitive type and span match).
+
+    Lines whose type is not one of ``labels`` or whose span is not a word sequence of the sentence are
+    dropped; every occurrence of a matched span is returned (as the authors' converter does).
+
+    >>> [(s.label, s.word_start, s.word_end) for s in parse_icl_response("- person: tom\\n- City: Paris", ["Tom", "in", "Paris"], ["Person"])]
+    [('Person', 0, 1)]
+    """
+    if not response:
+        return []
+    by_lower = {lab.lower(): lab for lab in labels}
+    low = [w.lower() for w in words]
+    starts, pos = [], 0
+    for w in words:
+        starts.append(pos)
+        pos += len(w) + 1
+    out: list[IclSpan] = []
+    seen = set()
+    for typ, span in ICL_LINE.findall(response):
+        lab = by_lower.get(typ.strip().lower())
+        if lab is None:
+            continue
+        from .text import word_tokenize
+
+        toks = [t.lower() for t in word_tokenize(span.strip().rstrip("."))]
+        n = len(toks)
+        if not n:
+            continue
+        for i in range(len(low) - n + 1):
+            if low[i:i + n] == toks and (lab, i, i + n) not in seen:
+                seen.add((lab, i, i + n))
+                out.append(IclSpan(lab, " ".join(words[i:i + n]), starts[i], starts[i + n - 1] + len(words[i + n - 1]),
+                                   1.0, i, i + n))
+    return out
+
+
+@dataclass
+class IclExtractor:
+    """``.extract(texts, labels)`` by prompting an LLM with K-shot demonstrations (the ``llm-icl`` baseline).
+
+    ``complete(prompts) -> list[str | None]`` is the completion function (the teacher's client).
+    """
+
+    complete: Any
+    demos: list = field(default_factory=list)
+    closer: Any = None
+
+    def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]]) -> list[list[IclSpan]]:
+        from .text import word_tokenize
+
+        words = [list(t) if not isinstance(t, str) else word_tokenize(t) for t in texts]
+        per_text = labels if labels and not isinstance(labels[0], str) else [list(labels)] * len(words)
+        prompts = [icl_prompt(w, labs, self.demos) for w, labs in zip(words, per_text)]
+        responses = self.complete(prompts)
+        return [parse_icl_response(r, w, labs) for r, w, labs in zip(responses, words, per_text)]
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+            self.closer = None
+
+
+def icl_extractor(cfg: Any, support: list, dataset: Any) -> IclExtractor:
+    """The ``llm-icl`` extractor for ``dataset``: the support set (examples or instances) as demonstrations,
+    the teacher ``cfg.icl_model`` (a local llama.cpp server unless ``cfg.icl_base_url`` is set)."""
+    import contextlib
+
+    instances = support if support and isinstance(support[0], Mapping) and "ner" in support[0] else \
+        [inst for ex in support for inst in dataset.instances(ex)]
+    stack = contextlib.ExitStack()
+    cache = resolve(cfg.out_root) / "baselines" / "icl-cache.sqlite"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    client = stack.enter_context(teacher_client(cfg.teacher, cfg.base_url, cfg.api_key_env, cache))
+
+    def complete(prompts: list[str]) -> list[str | None]:
+        return llm_complete(client, prompts)
+
+    return IclExtractor(complete=complete, demos=demonstrations(instances), closer=stack.close)
+
+
+@contextlib.contextmanager
+def teacher_client(teacher: str, base_url: str = "", api_key_env: str = "OPENAI_API_KEY", cache_path: Path | None = None,
+                   concurrency: int = 1, n_ctx: int = 2048, log_dir: Path | None = None) -> Iterator[Any]:
+    """An :class:`metaie_utils.llm.LLMClient` for ``teacher`` (stage 02's meaning): ``"local:<alias>"`` starts
+    a local llama.cpp server for the duration of the ``with`` block; any other name is a model at
+    ``base_url`` ("" = the OpenAI API)."""
+    from .llm import LLMClient
+
+    if teacher.startswith("local:"):
+        from .teacher import local_teacher
+
+        with local_teacher(teacher.split(":", 1)[1], parallel=concurrency, n_ctx=n_ctx, log_dir=log_dir) as t:
+            yield LLMClient(t.base_url, t.model, concurrency=concurrency, cache_path=cache_path)
+    else:
+        yield LLMClient(base_url or None, teacher, api_key_env=api_key_env, concurrency=concurrency, cache_path=cache_path)
+
+
+def llm_complete(client: Any, prompts: list[str]) -> list[str | None]:
+    """Greedy completions of ``prompts`` through an :class:`metaie_utils.llm.LLMClient` (None on failure)."""
+    reqs = [{"messages": [{"role": "user", "content": p}], "temperature": 0.0, "max_tokens": 128, "sample_index": 0,
+             "prompt_version": "icl-ner-v1"} for p in prompts]
+    return [c.text for c in client.complete_many(reqs, progress=False)]

@@ -1,0 +1,753 @@
+"""Stage 05: few-shot evaluation of any initialization on any IE dataset (the paper's Section 4 protocol).
+
+For every dataset x seed, one K-shot support set is sampled from the train split (dev for datasets
+without one) and shared by every initialization, so the comparison is paired. Each initialization
+(``vanilla`` backbone, the ``metaie`` checkpoint of stage 04, the ``ner-distill`` and ``multiie``
+baselines of :mod:`metaie_utils.baselines`) is fine-tuned with the SAME recipe (``fewshot_*`` keys) on
+the support set's instances, then scored on the (optionally capped) test split; ``llm-icl`` prompts the
+teacher with the K-shot support sentences as in-context examples instead of fine-tuning.
+
+Products in the run directory::
+
+    results.csv                 one row per dataset x initialization x seed x sub-task (fractions 0..1)
+    summary.csv                 mean and std over seeds, as percentages
+    support/<dataset>/seed<k>.json   the sampled support sets (indices, type counts, instances)
+    work/                       per-(dataset, init, seed) fine-tuning folders (deleted unless keep_models)
+
+The loop is resumable: a (dataset, initialization, seed) whose rows are already in ``results.csv`` is
+skipped, and results are appended as soon as they exist, so a crash loses at most one fine-tune.
+
+>>> sample_support([{"PER"}, {"LOC"}, {"PER", "LOC"}, set()], lambda ex: ex, k=1, seed=0)  # doctest: +SKIP
+[2]
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import random
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+from pydantic import field_validator
+
+from .params import StageConfig
+from .paths import data_file, resolve
+
+INITIALIZATIONS: tuple[str, ...] = ("vanilla", "metaie", "ner-distill", "multiie", "llm-icl")
+# Datasets whose support set is a fixed file of the authors instead of a sampled one:
+# name -> (the dataset whose test split is scored, the authors' file under the data folder).
+AUTHORS_SUPPORT: dict[str, tuple[str, tuple[str, ...]]] = {
+    "conll2003-authors": ("conll2003", ("metaie_reference", "dataset", "train.5-shot.conll2003.json")),
+}
+RESULT_FIELDS = [
+    "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
+    "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
+]
+TEST_SAMPLE_SEED = 20240401  # the capped test subset is the same for every seed and initialization
+
+
+class FewShotError(ValueError):
+    """A few-shot request that cannot be met (unknown dataset, K too large for the split...)."""
+
+
+def _user_error(msg: str) -> Exception:
+    """A :class:`metaie_utils.cli.UserError` (printed as one paragraph by the CLI)."""
+    from .cli import UserError
+
+    class FewShotUserError(UserError, FewShotError):
+        pass
+
+    return FewShotUserError(msg)
+
+
+# --------------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------------
+
+
+class EvalConfig(StageConfig):
+    """Parameters of ``notebooks/05_fewshot_eval`` (one flat namespace with the other stages)."""
+
+    stage: ClassVar[str] = "05_fewshot_eval"
+    upstream: ClassVar[dict[str, str]] = {"meta_model": "04_train_meta_model"}
+
+    meta_model: str = ""  # 04 run dir (its model/), a checkpoint path or Hub name; "" = skip metaie
+    datasets: list[str] = ["conll2003"]  # names of tasks.DATASETS, or conll2003-authors (fixed support)
+    initializations: list[str] = ["vanilla", "metaie"]  # subset of INITIALIZATIONS
+    shots: int = 5  # K: mentions (NER), relations/events/... per type in the support set
+    fewshot_seeds: int = 1  # support sets / fine-tunes per dataset: seeds seed, seed+1, ...
+    test_cap: int = 100  # 0 = the full test split; else a fixed random subset of this many sentences
+    backbone: str = "minilm-l6"  # vanilla initialization and baselines' backbone (alias, path or Hub name)
+    num_layers: int = 0  # 0 = every encoder layer; k = keep the first k (same meaning as stage 04)
+    architecture: str = "seqlabel"  # "seqlabel" | "generative" (same meaning as stage 04)
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    fewshot_lr: float = 1e-4  # learning rate of the few-shot fine-tune (paper, roberta-large: 1e-5)
+    fewshot_epochs: int = 20  # epochs over the support instances (paper: 100)
+    fewshot_batch_size: int = 8  # per-device batch size
+    fewshot_grad_accum: int = 1  # gradient accumulation steps (effective batch = batch_size * grad_accum)
+    fewshot_max_steps: int = 0  # 0 = epochs decide; n > 0 caps optimizer steps (smoke runs)
+    eval_batch_size: int = 64  # (sentence, label) queries per forward pass at test time
+    keep_models: bool = False  # True keeps every fine-tuned checkpoint under work/ (large)
+    baseline_instances: int = 0  # 0 = match MetaIE's instance count; n = this many pre-training instances
+    ner_responses: str = ""  # ner-v1 responses.jsonl (or its 02 run dir); "" = distill now on MetaIE's sentences
+    multiie_datasets: list[str] = ["ncbi_disease", "semeval2010_task8", "casie"]  # human IE data of multiie
+    icl_test_cap: int = 20  # test sentences prompted per dataset for llm-icl (0 = the test_cap subset)
+    teacher: str = "local:smollm2-135m"  # llm-icl / ner-distill teacher (same meaning as stage 02)
+    base_url: str = ""  # remote teachers only: "" = the OpenAI API (same meaning as stage 02)
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key (remote teachers)
+
+    @field_validator("initializations")
+    @classmethod
+    def _known_inits(cls, v: list[str]) -> list[str]:
+        bad = [i for i in v if i not in INITIALIZATIONS]
+        if bad:
+            raise ValueError(f"unknown initializations {bad}; choose from {list(INITIALIZATIONS)}")
+        return v
+
+    @field_validator("shots", "fewshot_seeds")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be >= 1, got {v}")
+        return v
+
+    @property
+    def seeds(self) -> list[int]:
+        """``[seed, seed + 1, ...]``, one per support set."""
+        return [self.seed + i for i in range(self.fewshot_seeds)]
+
+
+def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
+    """The few-shot recipe of ``cfg`` as a plain dict (recorded in results.csv).
+
+    >>> recipe_dict(EvalConfig())["lr"]
+    0.0001
+    """
+    return {
+        "lr": cfg.fewshot_lr,
+        "epochs": cfg.fewshot_epochs,
+        "batch_size": cfg.fewshot_batch_size,
+        "grad_accum": cfg.fewshot_grad_accum,
+        "max_steps": cfg.fewshot_max_steps,
+        "num_layers": cfg.num_layers,
+        "architecture": cfg.architecture,
+    }
+
+
+def recipe_string(recipe: Mapping[str, Any]) -> str:
+    """``{"lr": 1e-4, "epochs": 20}`` -> ``"lr=0.0001;epochs=20"``."""
+    return ";".join(f"{k}={v}" for k, v in recipe.items())
+
+
+# --------------------------------------------------------------------------------------------------
+# K-shot sampling
+# --------------------------------------------------------------------------------------------------
+
+
+def _type_counts(ex: Any, types_of: Callable[[Any], Iterable[str]], counts_of: Callable[[Any], Mapping[str, int]] | None) -> Counter:
+    if counts_of is not None:
+        return Counter({t: int(n) for t, n in counts_of(ex).items() if n})
+    return Counter({t: 1 for t in types_of(ex)})
+
+
+def sample_support(
+    examples: Sequence[Any],
+    types_of: Callable[[Any], Iterable[str]],
+    k: int,
+    seed: int,
+    *,
+    counts_of: Callable[[Any], Mapping[str, int]] | None = None,
+    types: Iterable[str] | None = None,
+    where: str = "the support pool",
+) -> list[int]:
+    """Indices of a seeded greedy K-shot support set: every type gets >= ``k`` mentions.
+
+    The usual greedy sampler (Yang and Katiyar, 2020): visit the examples in a seeded random order and
+    keep an example when it carries a type that still has fewer than ``k`` mentions; stop once every
+    type has ``k``. Mentions are counted with ``counts_of(ex) -> {type: n}`` when given, else one per
+    type present in ``types_of(ex)`` (then K counts sentences per type). Kept sets may exceed ``k`` for
+    some types (a sentence brings all its mentions); CoNLL2003 5-shot gives about 4 x 5 = 20 sentences.
+
+    Raises :class:`FewShotError` when a type has fewer than ``k`` mentions in the whole pool, naming
+    the type, the counts and the largest feasible ``k``.
+
+    >>> exs = [{"PER"}, {"LOC"}, {"PER", "LOC"}, set(), {"PER"}]
+    >>> idx = sample_support(exs, lambda ex: ex, k=2, seed=0)
+    >>> c = Counter(t for i in idx for t in exs[i]); c["PER"] >= 2 and c["LOC"] >= 2
+    True
+    >>> idx == sample_support(exs, lambda ex: ex, k=2, seed=0)
+    True
+    """
+    if k < 1:
+        raise FewShotError(f"k must be >= 1, got {k}.")
+    counts = [_type_counts(ex, types_of, counts_of) for ex in examples]
+    total: Counter = Counter()
+    for c in counts:
+        total.update(c)
+    wanted = sorted(set(types) if types is not None else set(total))
+    if not wanted:
+        raise FewShotError(f"{where} has no typed mentions ({len(examples)} examples): nothing to sample K shots of.")
+    short = {t: total.get(t, 0) for t in wanted if total.get(t, 0) < k}
+    if short:
+        feasible = min(total.get(t, 0) for t in wanted)
+        raise _user_error(
+            f"K={k} shots asked, but {where} ({len(examples)} sentences) has fewer than {k} mentions of "
+            f"{len(short)} type(s): " + ", ".join(f"{t!r}: {n}" for t, n in sorted(short.items()))
+            + f". The largest K every type allows is {feasible}: lower `shots` to <= {feasible}, or drop the "
+            f"dataset."
+        )
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    have: Counter = Counter()
+    chosen: list[int] = []
+    for i in order:
+        c = counts[i]
+        if any(have[t] < k for t in c if t in wanted):
+            chosen.append(i)
+            have.update(c)
+            if all(have[t] >= k for t in wanted):
+                break
+    return sorted(chosen)
+
+
+def support_type_counts(
+    examples: Sequence[Any], types_of: Callable[[Any], Iterable[str]], counts_of: Callable | None = None
+) -> dict[str, int]:
+    """``{type: mentions}`` over ``examples`` (the coverage report saved with each support set)."""
+    tot: Counter = Counter()
+    for ex in examples:
+        tot.update(_type_counts(ex, types_of, counts_of))
+    return dict(sorted(tot.items()))
+
+
+def capped_test(examples: Sequence[Any], cap: int, seed: int = TEST_SAMPLE_SEED) -> list[Any]:
+    """The first-class test subset: all ``examples`` when ``cap`` is 0 or >= len, else a fixed random
+    ``cap``-subset in corpus order (the same for every seed and initialization).
+
+    >>> capped_test(list(range(10)), 0) == list(range(10))
+    True
+    >>> len(capped_test(list(range(10)), 3)), capped_test(list(range(10)), 3) == capped_test(list(range(10)), 3)
+    (3, True)
+    """
+    if cap <= 0 or cap >= len(examples):
+        return list(examples)
+    idx = sorted(random.Random(seed).sample(range(len(examples)), cap))
+    return [examples[i] for i in idx]
+
+
+def jsonable(ex: Any) -> Any:
+    """An example as JSON data: dataclasses -> dict, sets -> sorted lists, else as is (or its repr)."""
+    if dataclasses.is_dataclass(ex) and not isinstance(ex, type):
+        ex = dataclasses.asdict(ex)
+    if isinstance(ex, Mapping):
+        return {str(k): jsonable(v) for k, v in ex.items()}
+    if isinstance(ex, (set, frozenset)):
+        return sorted((jsonable(v) for v in ex), key=repr)
+    if isinstance(ex, (list, tuple)):
+        return [jsonable(v) for v in ex]
+    if isinstance(ex, (str, int, float, bool)) or ex is None:
+        return ex
+    return repr(ex)
+
+
+# --------------------------------------------------------------------------------------------------
+# Datasets and backends
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    """The functions the loop calls, injectable for tests. Defaults: the package's real modules.
+
+    - ``get_dataset(name) -> dataset`` (:func:`metaie_utils.tasks.get_dataset`)
+    - ``score(dataset, gold_list, pred_list) -> {subtask: prf}`` (:func:`metaie_utils.tasks.score`)
+    - ``train(instances, init, output_dir, cfg, seed) -> Path`` (fine-tune with the few-shot recipe)
+    - ``load_extractor(path, cfg) -> extractor`` (:func:`metaie_utils.extraction.load_extractor`)
+    - ``icl_extractor(cfg, support_examples, dataset) -> extractor`` (``llm-icl``)
+    - ``build_init(name, cfg) -> str | None`` (checkpoint of an initialization; None = skip it)
+    """
+
+    get_dataset: Callable[[str], Any] | None = None
+    score: Callable[[Any, list, list], dict] | None = None
+    train: Callable[[list, str, Path, EvalConfig, int], Path] | None = None
+    load_extractor: Callable[[Path, EvalConfig], Any] | None = None
+    icl_extractor: Callable[[EvalConfig, list, Any], Any] | None = None
+    build_init: Callable[[str, EvalConfig], "str | None"] | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.get_dataset is None:
+            self.get_dataset = _real_get_dataset
+        if self.score is None:
+            from . import tasks
+
+            self.score = tasks.score
+        if self.train is None:
+            self.train = train_fewshot
+        if self.load_extractor is None:
+            self.load_extractor = _real_load_extractor
+        if self.icl_extractor is None:
+            from .baselines import icl_extractor
+
+            self.icl_extractor = icl_extractor
+        if self.build_init is None:
+            self.build_init = resolve_initialization
+
+
+def _real_load_extractor(path: Path, cfg: EvalConfig) -> Any:
+    from .extraction import load_extractor
+
+    return load_extractor(path, device=cfg.device, batch_size=cfg.eval_batch_size)
+
+
+def mention_counter(dataset: Any) -> Callable[[Any], Mapping[str, int]] | None:
+    """``ex -> {type: mentions}`` for the sampler: the dataset's ``type_counts`` when it has one, entity
+    mentions for NER examples (``ex.entities`` of ``(start, end, type)``), else None (sentences per type)."""
+    if callable(getattr(dataset, "type_counts", None)):
+        return dataset.type_counts
+    if getattr(dataset, "task", "") == "ner":
+        return lambda ex: Counter(t for *_, t in getattr(ex, "entities", []))
+    return None
+
+
+def known_datasets() -> list[str]:
+    """Every dataset name :func:`load_eval_dataset` accepts."""
+    from . import tasks
+
+    return sorted(set(tasks.DATASETS) | set(AUTHORS_SUPPORT))
+
+
+def _real_get_dataset(name: str) -> Any:
+    from . import tasks
+
+    base = AUTHORS_SUPPORT[name][0] if name in AUTHORS_SUPPORT else name
+    if base not in tasks.DATASETS:
+        raise _user_error(f"Unknown dataset {name!r}. Known datasets: {', '.join(known_datasets())}.")
+    return tasks.get_dataset(base)
+
+
+def support_split(dataset: Any) -> str:
+    """``"train"`` when the dataset has one, else ``"dev"`` (qasrl, up-ewt), else the first non-test split."""
+    splits = list(dataset.splits)
+    for s in ("train", "dev", "validation"):
+        if s in splits:
+            return s
+    rest = [s for s in splits if s != "test"]
+    if not rest:
+        raise FewShotError(f"dataset {dataset.name!r} has only the splits {splits}: no split to sample support sets from.")
+    return rest[0]
+
+
+def authors_support_instances(name: str) -> list[dict]:
+    """The authors' fixed K-shot support set (JSON lines of instances) for ``name`` in AUTHORS_SUPPORT."""
+    path = data_file(*AUTHORS_SUPPORT[name][1])
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def instance_sentence(inst: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """An authors'-format instance -> (label text, sentence words).
+
+    >>> instance_sentence({"words": ["Other", "entity", ":", "EU", "rejects"], "ner": ["O"] * 5})
+    ('Other entity', ['EU', 'rejects'])
+    """
+    words = list(inst["words"])
+    if ":" not in words:
+        raise FewShotError(f"instance without the ':' separator between label and sentence: {words[:12]}")
+    i = words.index(":")
+    return " ".join(words[:i]), words[i + 1:]
+
+
+def instance_spans(inst: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """Half-open word spans of an instance's sentence part: B(I*) runs, an I after O starts a span.
+
+    >>> instance_spans({"words": ["Person", ":", "Tom", "Cruise", "runs"], "ner": ["O", "O", "B", "I", "O"]})
+    [(0, 2)]
+    """
+    _, words = instance_sentence(inst)
+    tags = list(inst["ner"])[len(inst["words"]) - len(words):]
+    spans, start = [], None
+    for j, t in enumerate(tags + ["O"]):
+        if t == "B" or (t == "I" and start is None) or t == "O":
+            if start is not None:
+                spans.append((start, j))
+                start = None
+            if t in ("B", "I"):
+                start = j
+    return spans
+
+
+# --------------------------------------------------------------------------------------------------
+# Initializations and fine-tuning
+# --------------------------------------------------------------------------------------------------
+
+
+def meta_model_path(meta_model: str) -> str | None:
+    """The MetaIE checkpoint named by ``meta_model``: a 04 run dir (-> its ``model/``), a checkpoint
+    folder, or a Hub name; ``""`` -> None (the metaie initialization is skipped)."""
+    if not meta_model:
+        return None
+    p = resolve(meta_model)
+    if p.is_dir():
+        return str(p / "model") if (p / "model").is_dir() else str(p)
+    if "/" in meta_model and not meta_model.startswith((".", "/", "~")):
+        return meta_model  # a Hub name (e.g. KomeijiForce/roberta-large-metaie)
+    raise _user_error(
+        f"meta_model={meta_model!r} is neither a directory ({p} does not exist) nor a Hub name. Point it at a "
+        f"04_train_meta_model run directory (outputs/04_train_meta_model/<run_name>), its model/ folder, or set "
+        f"meta_model='' to skip the metaie initialization."
+    )
+
+
+def resolve_initialization(name: str, cfg: EvalConfig) -> str | None:
+    """Checkpoint (path or Hub name) to fine-tune for initialization ``name``; None = skip it.
+
+    ``vanilla`` -> the backbone; ``metaie`` -> :func:`meta_model_path`; ``ner-distill`` / ``multiie``
+    -> built (or reused) by :mod:`metaie_utils.baselines`; ``llm-icl`` -> "" (no checkpoint).
+    """
+    if name == "vanilla":
+        return cfg.backbone  # an alias, path or Hub name: training.resolve_backbone resolves it
+    if name == "metaie":
+        return meta_model_path(cfg.meta_model)
+    if name == "ner-distill":
+        from .baselines import ner_distilled_checkpoint
+
+        return str(ner_distilled_checkpoint(cfg))
+    if name == "multiie":
+        from .baselines import multiie_checkpoint
+
+        return str(multiie_checkpoint(cfg))
+    if name == "llm-icl":
+        return ""
+    raise FewShotError(f"unknown initialization {name!r}; choose from {list(INITIALIZATIONS)}")
+
+
+def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
+    """The :class:`metaie_utils.training.TrainRecipe` of the few-shot fine-tune (same for every init)."""
+    from .training import TrainRecipe
+
+    seed = cfg.seed if seed is None else seed
+    return TrainRecipe(
+        lr=cfg.fewshot_lr,
+        epochs=cfg.fewshot_epochs,
+        batch_size=cfg.fewshot_batch_size,
+        grad_accum=cfg.fewshot_grad_accum,
+        max_steps=cfg.fewshot_max_steps if cfg.fewshot_max_steps > 0 else -1,
+        num_layers=cfg.num_layers,
+        device=cfg.device,
+        seed=seed,
+        log_steps=10,
+        save_steps=100_000,  # a few-shot fine-tune is minutes: no intermediate checkpoints
+    )
+
+
+def train_fewshot(instances: list[dict], init: str, output_dir: Path, cfg: EvalConfig, seed: int) -> Path:
+    """Fine-tune ``init`` on ``instances`` with the few-shot recipe of ``cfg`` -> checkpoint folder."""
+    from .training import finetune
+
+    kw = {"progress": False} if cfg.architecture == "seqlabel" else {}
+    recipe = fewshot_recipe(cfg, seed)
+    return Path(finetune(instances, init, Path(output_dir), recipe, architecture=cfg.architecture, resume=True, **kw))
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Rows of a results.csv (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Append rows to results.csv (header written once), flushed to disk right away."""
+    path = Path(path)
+    new = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=RESULT_FIELDS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in RESULT_FIELDS})
+        f.flush()
+
+
+def summarize(rows: Sequence[Mapping[str, Any]]):
+    """results rows -> summary DataFrame: mean and std over seeds per dataset x sub-task x init, in %.
+
+    Columns: dataset, subtask, initialization, n_seeds, f1, f1_std, precision, precision_std, recall,
+    recall_std, n_test, test_cap, shots.
+    """
+    import pandas as pd
+
+    from .metrics import mean_std
+
+    cols = ["dataset", "subtask", "initialization", "n_seeds", "f1", "f1_std", "precision", "precision_std",
+            "recall", "recall_std", "n_test", "test_cap", "shots"]
+    df = pd.DataFrame(list(rows))
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    for c in ("precision", "recall", "f1"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df = df.dropna(subset=["f1"])
+    out = []
+    for (ds, sub, init), g in df.groupby(["dataset", "subtask", "initialization"], sort=False):
+        row: dict[str, Any] = {"dataset": ds, "subtask": sub, "initialization": init, "n_seeds": len(g)}
+        for c in ("f1", "precision", "recall"):
+            m, s = mean_std(g[c].tolist())
+            row[c], row[f"{c}_std"] = round(100 * m, 2), round(100 * s, 2)
+        row["n_test"] = g["n_test"].iloc[0]
+        row["test_cap"] = g["test_cap"].iloc[0]
+        row["shots"] = g["shots"].iloc[0]
+        out.append(row)
+    return pd.DataFrame(out, columns=cols)
+
+
+def summary_table(summary) -> Any:
+    """Wide F1 table: rows dataset/sub-task, columns initialization, cells "mean ± std"."""
+    import pandas as pd
+
+    if summary.empty:
+        return pd.DataFrame()
+    cell = summary.assign(cell=[f"{m:.2f} ± {s:.2f}" for m, s in zip(summary["f1"], summary["f1_std"])])
+    t = cell.pivot_table(index=["dataset", "subtask"], columns="initialization", values="cell", aggfunc="first", sort=False)
+    order = [i for i in INITIALIZATIONS if i in t.columns] + [c for c in t.columns if c not in INITIALIZATIONS]
+    return t[order]
+
+
+def summary_metrics(summary) -> dict[str, Any]:
+    """The summary as nested dict for metrics.json: ``{dataset: {subtask: {init: {"f1", "f1_std", ...}}}}``."""
+    out: dict[str, Any] = {}
+    for r in summary.to_dict("records"):
+        out.setdefault(r["dataset"], {}).setdefault(r["subtask"], {})[r["initialization"]] = {
+            k: (float(r[k]) if k != "n_seeds" else int(r[k]))
+            for k in ("f1", "f1_std", "precision", "precision_std", "recall", "recall_std", "n_seeds")
+        }
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def _flatten_instances(dataset: Any, examples: Iterable[Any]) -> list[dict]:
+    return [inst for ex in examples for inst in dataset.instances(ex)]
+
+
+def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir: Path) -> tuple[list, list[dict], dict]:
+    """Sample (or load) the support set of ``name`` for ``seed`` and save it under ``support/``.
+
+    Returns (support examples, their training instances, the saved record). A support file already in
+    ``run_dir`` (a resumed run) is reused as is, so every initialization sees the same set.
+    """
+    path = Path(run_dir) / "support" / name / f"seed{seed}.json"
+    if name in AUTHORS_SUPPORT:
+        instances = authors_support_instances(name)
+        record = {"dataset": name, "seed": seed, "source": "/".join(AUTHORS_SUPPORT[name][1]),
+                  "n_sentences": len({tuple(instance_sentence(i)[1]) for i in instances}),
+                  "n_instances": len(instances), "instances": instances}
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record, ensure_ascii=False) + "\n")
+        return [], instances, record
+    split = support_split(dataset)
+    pool = dataset.load(split)
+    counts_of = mention_counter(dataset)
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("shots") != cfg.shots or record.get("n_pool") != len(pool):
+            raise FewShotError(f"{path} holds a support set for shots={record.get('shots')} over {record.get('n_pool')} "
+                               f"examples, this run asks for shots={cfg.shots} over {len(pool)}: use a new run_name.")
+        idx = record["indices"]
+    else:
+        idx = sample_support(pool, dataset.example_types, cfg.shots, seed, counts_of=counts_of,
+                             types=dataset.types(pool), where=f"the {split} split of {name}")
+        record = None
+    support = [pool[i] for i in idx]
+    instances = _flatten_instances(dataset, support)
+    if record is None:
+        record = {"dataset": name, "split": split, "seed": seed, "shots": cfg.shots, "n_pool": len(pool),
+                  "indices": idx, "n_sentences": len(idx), "n_instances": len(instances),
+                  "type_counts": support_type_counts(support, dataset.example_types, counts_of),
+                  "examples": [jsonable(ex) for ex in support], "instances": instances}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+    return support, instances, record
+
+
+def _score_rows(scores: Mapping[str, Mapping[str, Any]], base: Mapping[str, Any]) -> list[dict]:
+    rows = []
+    for sub, m in scores.items():
+        r = dict(base)
+        r.update(subtask=sub, precision=m["precision"], recall=m["recall"], f1=m["f1"],
+                 tp=m.get("tp", ""), n_gold=m.get("n_gold", ""), n_pred=m.get("n_pred", ""))
+        rows.append(r)
+    return rows
+
+
+def run_fewshot(
+    cfg: EvalConfig, run_dir: str | Path, backend: Backend | None = None, log: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """The few-shot loop: datasets x seeds x initializations -> rows of ``results.csv`` (all of them).
+
+    Resumable: (dataset, initialization, seed) triples already in ``run_dir/results.csv`` are skipped.
+    Initializations that cannot be built (e.g. ``metaie`` with ``meta_model=""``) are skipped with a note
+    (``notes.json``), not an error.
+    """
+    from tqdm.auto import tqdm
+
+    backend = backend or Backend()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results_path = run_dir / "results.csv"
+    done = {(r["dataset"], r["initialization"], str(r["seed"])) for r in read_results(results_path)}
+    notes: dict[str, str] = dict(backend.notes)
+    recipe = recipe_string(recipe_dict(cfg))
+
+    # Resolve every initialization once (baselines are built / reused here).
+    inits: dict[str, str] = {}
+    for name in cfg.initializations:
+        if name == "metaie" and not cfg.meta_model:
+            notes["metaie"] = "skipped: meta_model is '' (no MetaIE checkpoint given)"
+            log(f"note: {notes['metaie']}")
+            continue
+        ckpt = backend.build_init(name, cfg)
+        if ckpt is None:
+            notes.setdefault(name, "skipped: no checkpoint")
+            continue
+        inits[name] = ckpt
+    datasets = {}
+    for name in cfg.datasets:
+        datasets[name] = backend.get_dataset(name)
+
+    jobs = [(d, s, i) for d in cfg.datasets for s in cfg.seeds for i in inits]
+    bar = tqdm(jobs, desc="few-shot", unit="run")
+    for name, seed, init in bar:
+        bar.set_postfix_str(f"{name} {init} seed{seed}")
+        if (name, init, str(seed)) in done:
+            continue
+        ds = datasets[name]
+        support, instances, record = prepare_support(ds, name, cfg, seed, run_dir)
+        test = capped_test(ds.load("test"), cfg.test_cap)
+        base = {"dataset": name, "task": getattr(ds, "task", ""), "initialization": init, "seed": seed,
+                "n_test": len(test), "test_cap": cfg.test_cap, "shots": cfg.shots,
+                "n_support": record.get("n_sentences", len(support)), "n_instances": len(instances),
+                "recipe": recipe, "note": ""}
+        work = run_dir / "work" / name / init / f"seed{seed}"
+        if init == "llm-icl":
+            if getattr(ds, "task", "ner") != "ner":
+                notes[f"llm-icl/{name}"] = f"skipped: llm-icl is implemented for NER datasets, {name} is {ds.task}"
+                continue
+            cap = cfg.icl_test_cap or cfg.test_cap
+            test = capped_test(test, cap) if cap else test
+            base.update(n_test=len(test), test_cap=cap, recipe=f"icl;teacher={cfg.teacher};k={cfg.shots}")
+            extractor = backend.icl_extractor(cfg, instances, ds)
+        else:
+            model_dir = backend.train(instances, inits[init], work / "model", cfg, seed)
+            extractor = backend.load_extractor(model_dir, cfg)
+        try:
+            preds = ds.predict(extractor, test, cfg.eval_batch_size)
+        finally:
+            if callable(getattr(extractor, "close", None)):
+                extractor.close()
+        golds = [ds.gold(ex) for ex in test]
+        scores = backend.score(ds, golds, preds)
+        rows = _score_rows(scores, base)
+        append_results(results_path, rows)
+        done.add((name, init, str(seed)))
+        del extractor
+        if init != "llm-icl" and not cfg.keep_models and work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+        log(f"{name} {init} seed{seed}: " + ", ".join(f"{r['subtask']} F1={100 * r['f1']:.2f}" for r in rows))
+    (run_dir / "notes.json").write_text(json.dumps(notes, indent=2) + "\n")
+    return read_results(results_path)
+
+
+def write_summary(run_dir: str | Path) -> Any:
+    """Read ``results.csv``, write ``summary.csv`` (percentages) and return the summary DataFrame."""
+    run_dir = Path(run_dir)
+    summary = summarize(read_results(run_dir / "results.csv"))
+    summary.to_csv(run_dir / "summary.csv", index=False)
+    return summary
+
+
+def config_key(obj: Any) -> str:
+    """A short stable hash of JSON-able settings (names cached baseline checkpoints)."""
+    return hashlib.sha1(json.dumps(jsonable(obj), sort_keys=True).encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def _cmd_evaluate(args) -> int:
+    from .runs import start_run
+
+    cfg_kw: dict[str, Any] = {
+        "meta_model": args.model, "datasets": args.dataset, "shots": args.shots, "fewshot_seeds": args.seeds,
+        "test_cap": args.test_cap, "initializations": args.init, "run_name": args.run_name, "seed": args.seed,
+    }
+    if args.backbone:
+        cfg_kw["backbone"] = args.backbone
+    if not args.model and "metaie" in cfg_kw["initializations"]:
+        cfg_kw["initializations"] = [i for i in cfg_kw["initializations"] if i != "metaie"]
+    try:
+        cfg = EvalConfig(**cfg_kw)
+    except Exception as e:  # pydantic ValidationError -> one paragraph
+        raise _user_error(f"evaluate: {e}") from None
+    for d in cfg.datasets:
+        _real_get_dataset(d)  # unknown names fail here, listing the known ones
+    run = start_run(cfg)
+    print(f"run directory: {run.dir}")
+    run_fewshot(cfg, run.dir)
+    summary = write_summary(run.dir)
+    try:
+        from .plots.eval import plot_results
+
+        from .plots import save
+
+        save(plot_results(summary), run.dir / "fewshot_f1.png")
+    except ImportError:
+        pass
+    run.finish(summary_metrics(summary))
+    print(summary_table(summary).to_string())
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """``evaluate --model DIR --dataset NAME [--shots K --seeds N --test-cap N --backbone NAME]``."""
+    p = subparsers.add_parser(
+        "evaluate", help="few-shot fine-tune and score initializations on IE datasets (stage 05)",
+        description="K-shot fine-tune each initialization on seeded support sets and print F1 (mean ± std over seeds).",
+    )
+    p.add_argument("--model", default="", help="MetaIE checkpoint: 04 run dir, model folder or Hub name ('' = skip metaie)")
+    p.add_argument("--dataset", action="append", required=True, help="dataset name (repeatable), e.g. conll2003")
+    p.add_argument("--shots", type=int, default=5, help="K per type (default 5)")
+    p.add_argument("--seeds", type=int, default=1, help="number of support sets / seeds (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--test-cap", type=int, default=100, help="test sentences per dataset, 0 = all (default 100)")
+    p.add_argument("--backbone", default="", help="vanilla backbone (default: minilm-l6)")
+    p.add_argument("--init", action="append", default=None,
+                   help=f"initialization (repeatable; default vanilla + metaie): {', '.join(INITIALIZATIONS)}")
+    p.add_argument("--run-name", default="", help="run directory name under outputs/05_fewshot_eval")
+    p.set_defaults(func=lambda a: _cmd_evaluate(_defaults(a)))
+
+
+def _defaults(args):
+    if not args.init:
+        args.init = ["vanilla", "metaie"]
+    return args

@@ -1,0 +1,317 @@
+"""Stage 05: K-shot sampling, results bookkeeping, the ICL parser and an end-to-end few-shot loop.
+
+The loop runs on a tiny fake NER dataset (defined here, following the tasks contract) and a tiny
+randomly initialised BERT written to a temp folder, so these tests need no assets and take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from metaie_utils import fewshot
+from metaie_utils.baselines import (
+    IclExtractor,
+    demonstrations,
+    find_upstream,
+    icl_prompt,
+    parse_icl_response,
+    subsample,
+)
+from metaie_utils.fewshot import (
+    Backend,
+    EvalConfig,
+    FewShotError,
+    capped_test,
+    instance_spans,
+    run_fewshot,
+    sample_support,
+    summarize,
+    summary_metrics,
+    write_summary,
+)
+from metaie_utils.metrics import prf
+
+pytestmark = pytest.mark.unit
+
+# ------------------------------------------------------------------------------------------- fakes
+PEOPLE = ["Tom", "Ann", "Bob", "Eve"]
+PLACES = ["Paris", "Rome", "Oslo", "Lima"]
+FILLER = ["visits", "likes", "sees", "and", "the", "city", "today", "."]
+
+
+@dataclass
+class Ex:
+    id: str
+    tokens: list[str]
+    entities: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+def make_examples(n: int, seed: int) -> list[Ex]:
+    """Sentences like "Tom visits Paris ." with PER/LOC entities; some have none."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            toks, ents = [rng.choice(PEOPLE), "visits", rng.choice(PLACES), "."], [(0, 1, "PER"), (2, 3, "LOC")]
+        elif kind == 1:
+            toks, ents = [rng.choice(PEOPLE), "likes", "the", "city", "."], [(0, 1, "PER")]
+        elif kind == 2:
+            toks, ents = ["the", "city", rng.choice(PLACES), "today", "."], [(2, 3, "LOC")]
+        else:
+            toks, ents = ["the", "city", "sees", "today", "."], []
+        out.append(Ex(f"ex{seed}-{i}", toks, ents))
+    return out
+
+
+class FakeNER:
+    """The tasks contract (name, task, splits, load, types, example_types, instances, gold, predict)."""
+
+    task = "ner"
+    labels = {"PER": "Person", "LOC": "Location"}
+
+    def __init__(self, name: str = "fake", n_train: int = 24, n_test: int = 12):
+        self.name = name
+        self.splits = ["train", "test"]
+        self._data = {"train": make_examples(n_train, 1), "test": make_examples(n_test, 2)}
+
+    def load(self, split: str) -> list[Ex]:
+        return self._data[split]
+
+    def types(self, examples) -> list[str]:
+        return sorted({t for ex in examples for *_, t in ex.entities})
+
+    def example_types(self, ex: Ex) -> set[str]:
+        return {t for *_, t in ex.entities}
+
+    def instances(self, ex: Ex) -> list[dict]:
+        out = []
+        for raw, label in self.labels.items():
+            tags = ["O"] * len(ex.tokens)
+            for s, e, t in ex.entities:
+                if t == raw:
+                    tags[s] = "B"
+                    tags[s + 1:e] = ["I"] * (e - s - 1)
+            out.append({"words": [label, ":"] + ex.tokens, "ner": ["O", "O"] + tags})
+        return out
+
+    def gold(self, ex: Ex) -> dict[str, set]:
+        return {"entity": {(s, e, t) for s, e, t in ex.entities}}
+
+    def predict(self, extractor, examples, batch_size: int = 64) -> list[dict[str, set]]:
+        raw = {v: k for k, v in self.labels.items()}
+        res = extractor.extract([ex.tokens for ex in examples], list(self.labels.values()))
+        return [{"entity": {(sp.word_start, sp.word_end, raw[sp.label]) for sp in spans}} for spans in res]
+
+
+def fake_score(dataset, gold, pred) -> dict:
+    subs = sorted({k for g in gold for k in g})
+    return {s: prf([g[s] for g in gold], [p.get(s, set()) for p in pred]) for s in subs}
+
+
+class OracleExtractor:
+    """Predicts every capitalised word as a span of every label: PER right on people, LOC right on places."""
+
+    def extract(self, texts, labels):
+        out = []
+        for words in texts:
+            spans = []
+            for lab in labels:
+                pool = PEOPLE if lab == "Person" else PLACES
+                for i, w in enumerate(words):
+                    if w in pool:
+                        spans.append(type("S", (), {"label": lab, "word_start": i, "word_end": i + 1})())
+            out.append(spans)
+        return out
+
+
+# ------------------------------------------------------------------------------------------- sampler
+def test_sampler_is_deterministic_per_seed_and_varies_across_seeds():
+    ds = FakeNER(n_train=200)
+    pool = ds.load("train")
+    a = sample_support(pool, ds.example_types, k=3, seed=7)
+    b = sample_support(pool, ds.example_types, k=3, seed=7)
+    others = {tuple(sample_support(pool, ds.example_types, k=3, seed=s)) for s in range(8, 14)}
+    assert a == b
+    assert len(others | {tuple(a)}) > 1
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_sampler_covers_every_type_k_times(k):
+    ds = FakeNER(n_train=60)
+    pool = ds.load("train")
+    counts_of = lambda ex: Counter(t for *_, t in ex.entities)  # noqa: E731
+    idx = sample_support(pool, ds.example_types, k=k, seed=0, counts_of=counts_of)
+    got = Counter(t for i in idx for *_, t in pool[i].entities)
+    assert got["PER"] >= k and got["LOC"] >= k
+    # greedy: every kept sentence was needed when it was added, so no sentence without entities is kept
+    assert all(pool[i].entities for i in idx)
+    assert len(idx) <= 2 * k
+
+
+def test_sampler_counts_mentions_not_sentences():
+    pool = [{"PER": 3}, {"LOC": 1}, {"LOC": 1}, {"PER": 1}]
+    idx = sample_support(pool, lambda ex: set(ex), k=2, seed=0, counts_of=lambda ex: ex)
+    got = Counter()
+    for i in idx:
+        got.update(pool[i])
+    assert got["LOC"] == 2 and got["PER"] >= 2
+
+
+def test_k_larger_than_split_allows_names_the_numbers():
+    pool = [{"PER"}, {"PER"}, {"LOC"}]
+    with pytest.raises(FewShotError) as e:
+        sample_support(pool, lambda ex: ex, k=2, seed=0, where="the train split of toy")
+    msg = str(e.value)
+    assert "K=2" in msg and "'LOC': 1" in msg and "<= 1" in msg and "3 sentences" in msg
+
+
+def test_capped_test_is_fixed_and_ordered():
+    xs = list(range(100))
+    a, b = capped_test(xs, 10), capped_test(xs, 10)
+    assert a == b and a == sorted(a) and len(a) == 10
+    assert capped_test(xs, 0) == xs and capped_test(xs, 500) == xs
+
+
+def test_unknown_initialization_is_rejected():
+    with pytest.raises(Exception, match="unknown initializations"):
+        EvalConfig(initializations=["vanila"])
+
+
+def test_unknown_dataset_lists_known_ones():
+    pytest.importorskip("metaie_utils.tasks")
+    from metaie_utils import tasks
+
+    if not hasattr(tasks, "DATASETS"):
+        pytest.skip("tasks registry not in this checkout yet")
+    with pytest.raises(FewShotError, match="Known datasets: .*conll2003"):
+        fewshot._real_get_dataset("conll2033")
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def test_instance_spans_and_demonstrations():
+    inst = {"words": ["Other", "entity", ":", "EU", "rejects", "German", "call"],
+            "ner": ["O", "O", "O", "B", "O", "B", "O"]}
+    assert instance_spans(inst) == [(0, 1), (2, 3)]
+    assert demonstrations([inst]) == [(["EU", "rejects", "German", "call"], [("Other entity", "EU"), ("Other entity", "German")])]
+
+
+def test_icl_prompt_and_parser_round_trip():
+    demos = [(["Ann", "sings", "in", "Rome"], [("Person", "Ann"), ("Location", "Rome")])]
+    prompt = icl_prompt(["Tom", "visits", "Paris"], ["Person", "Location"], demos)
+    assert prompt.count("Sentence:") == 2 and prompt.endswith("Sentence: Tom visits Paris\nEntities:")
+    spans = parse_icl_response("- Person: Tom\n- location: paris\n- Date: today\n- Person: Zed", ["Tom", "visits", "Paris"],
+                               ["Person", "Location"])
+    assert [(s.label, s.word_start, s.word_end, s.text) for s in spans] == [("Person", 0, 1, "Tom"), ("Location", 2, 3, "Paris")]
+    assert spans[1].start == 11 and spans[1].end == 16
+
+
+def test_icl_extractor_scores_through_the_dataset():
+    ds = FakeNER()
+
+    def complete(prompts):
+        out = []
+        for p in prompts:
+            words = p.rsplit("Sentence: ", 1)[1].split("\n")[0].split()
+            out.append("\n".join(f"- Person: {w}" for w in words if w in PEOPLE) or "- none")
+        return out
+
+    ext = IclExtractor(complete=complete, demos=demonstrations(ds.instances(ds.load("train")[0])))
+    test = ds.load("test")
+    scores = fake_score(ds, [ds.gold(ex) for ex in test], ds.predict(ext, test))
+    assert scores["entity"]["precision"] == 1.0 and 0 < scores["entity"]["recall"] < 1
+
+
+def test_subsample_is_seeded():
+    xs = list(range(100))
+    assert subsample(xs, 10, 3) == subsample(xs, 10, 3) != subsample(xs, 10, 4)
+    assert subsample(xs, 0, 3) == xs
+
+
+def test_find_upstream_walks_manifests(tmp_path):
+    r1 = tmp_path / "01_sample_corpus" / "a"
+    r2 = tmp_path / "02_distill_llm" / "a"
+    r1.mkdir(parents=True), r2.mkdir(parents=True)
+    (r1 / "sentences.jsonl").write_text("{}\n")
+    (r1 / "manifest.json").write_text(json.dumps({"stage": "01_sample_corpus", "params": {}}))
+    pytest.importorskip("metaie_utils.llm")
+    (r2 / "manifest.json").write_text(json.dumps({"stage": "02_distill_llm", "params": {"input_dir": str(r1)}}))
+    assert find_upstream(r2, "sentences.jsonl") == r1 / "sentences.jsonl"
+    assert find_upstream(r2, "nothing.json") is None
+
+
+def test_summary_mean_std_in_percent():
+    rows = [{"dataset": "d", "subtask": "entity", "initialization": "vanilla", "seed": s, "f1": f, "precision": f,
+             "recall": f, "n_test": 10, "test_cap": 10, "shots": 5} for s, f in [(0, 0.5), (1, 0.7)]]
+    s = summarize(rows)
+    assert s.loc[0, "f1"] == 60.0 and s.loc[0, "f1_std"] == pytest.approx(14.14, abs=0.01) and s.loc[0, "n_seeds"] == 2
+    assert summary_metrics(s)["d"]["entity"]["vanilla"]["f1"] == 60.0
+
+
+# ------------------------------------------------------------------------------------------- the loop
+def test_loop_with_fake_trainer_is_paired_resumable_and_skips_metaie(tmp_path):
+    ds = FakeNER()
+    trained = []
+
+    def train(instances, init, out, cfg, seed):
+        trained.append((init, seed, len(instances)))
+        return out
+
+    backend = Backend(get_dataset=lambda n: ds, score=fake_score, train=train,
+                      load_extractor=lambda p, cfg: OracleExtractor(), icl_extractor=lambda *a: None,
+                      build_init=lambda name, cfg: f"/init/{name}")
+    cfg = EvalConfig(datasets=["fake"], initializations=["vanilla", "metaie"], shots=2, fewshot_seeds=2,
+                     test_cap=8, meta_model="")
+    logs = []
+    rows = run_fewshot(cfg, tmp_path, backend, log=logs.append)
+    assert {r["initialization"] for r in rows} == {"vanilla"} and len(rows) == 2
+    assert all(float(r["f1"]) == 1.0 and r["n_test"] == "8" for r in rows)
+    assert json.loads((tmp_path / "notes.json").read_text())["metaie"].startswith("skipped")
+    sup = json.loads((tmp_path / "support" / "fake" / "seed0.json").read_text())
+    assert sup["type_counts"]["PER"] >= 2 and sup["type_counts"]["LOC"] >= 2 and sup["shots"] == 2
+    # resume: nothing is retrained
+    n = len(trained)
+    run_fewshot(cfg, tmp_path, backend, log=logs.append)
+    assert len(trained) == n
+    summary = write_summary(tmp_path)
+    assert (tmp_path / "summary.csv").is_file() and summary.loc[0, "f1"] == 100.0
+
+
+def _tiny_model(path: Path) -> str:
+    """A randomly initialised 2-layer BERT (hidden 32) with a word-level vocab, saved to ``path``."""
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ":", "person", "location"] + \
+        sorted({w.lower() for w in PEOPLE + PLACES + FILLER})
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=3)
+    BertForTokenClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_end_to_end_loop_on_a_tiny_random_model(tmp_path):
+    pytest.importorskip("metaie_utils.training")
+    pytest.importorskip("metaie_utils.extraction")
+    init = _tiny_model(tmp_path / "tiny")
+    ds = FakeNER(n_train=24, n_test=8)
+    backend = Backend(get_dataset=lambda n: ds, score=fake_score, icl_extractor=lambda *a: None,
+                      build_init=lambda name, cfg: init)
+    cfg = EvalConfig(datasets=["fake"], initializations=["vanilla"], shots=1, fewshot_seeds=1, test_cap=0,
+                     fewshot_lr=5e-3, fewshot_epochs=2, fewshot_batch_size=4, device="cpu", meta_model="")
+    rows = run_fewshot(cfg, tmp_path / "run", backend, log=lambda m: None)
+    assert len(rows) == 1 and rows[0]["subtask"] == "entity" and rows[0]["n_test"] == "8"
+    n_gold = sum(len(ex.entities) for ex in ds.load("test"))
+    assert int(rows[0]["n_gold"]) == n_gold and 0.0 <= float(rows[0]["f1"]) <= 1.0
+    sup = json.loads((tmp_path / "run" / "support" / "fake" / "seed0.json").read_text())
+    assert int(rows[0]["n_instances"]) == 2 * sup["n_sentences"] == len(sup["instances"])  # 2 labels per sentence
+    assert not (tmp_path / "run" / "work" / "fake" / "vanilla" / "seed0").exists()  # keep_models=False
