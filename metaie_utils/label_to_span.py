@@ -88,10 +88,10 @@ class ConvertConfig(StageConfig):
     input_dir: str = DEFAULT_FIXTURE  # 02's run directory or a responses.jsonl
     parse_mode: Literal["reference", "robust"] = "robust"  # authors' parser or the robust one
     label_normalization: Literal["none", "clean", "lower"] = "clean"  # none | clean (markdown, quotes, spaces) | lower (clean + lowercase)
-    min_label_freq: int = 1  # drop labels with fewer instances (1 = keep all)
+    min_label_freq: int = 1  # >= 0: drop labels with fewer instances (0 or 1 = keep all)
     max_labels_per_sentence: int = 0  # keep the first N labels of each sentence (0 = all)
     negatives: bool = False  # True: a label whose spans were all not found becomes an all-O instance
-    heldout_fraction: float = 0.05  # fraction of sentences held out (heldout.json) for span F1; 0 = none
+    heldout_fraction: float = 0.05  # [0, 0.5]: share of sentences held out (heldout.json) for span F1; 0 = none
     label_subset: Literal["all", "top_k", "ner_types"] = "all"  # label-distribution ablation
     label_top_k: int = 100  # with label_subset="top_k": keep the K most frequent labels
     max_instances: int = 0  # 0 = all; else a seeded subsample of this many instances
@@ -100,8 +100,8 @@ class ConvertConfig(StageConfig):
     @field_validator("heldout_fraction")
     @classmethod
     def _fraction(cls, v: float) -> float:
-        if not 0.0 <= v < 1.0:
-            raise ValueError(f"heldout_fraction must be in [0, 1), got {v}; use e.g. 0.05")
+        if not 0.0 <= v <= 0.5:
+            raise ValueError(f"heldout_fraction must be in [0, 0.5] (as in stage 04), got {v}; use e.g. 0.05")
         return v
 
     @field_validator("min_label_freq", "max_labels_per_sentence", "label_top_k", "max_instances", "max_sentences")
@@ -618,6 +618,11 @@ class ConvertResult:
     label_stats: list[dict[str, Any]]
     metrics: dict[str, Any]
     span_lengths: list[int] = field(default_factory=list)
+
+    @property
+    def train(self) -> list[dict[str, Any]]:
+        """The training instances (``instances.json``); an alias of ``instances``."""
+        return self.instances
 
 
 def instances_from_response(row: Mapping[str, Any], cfg: ConvertConfig, stats: Counter) -> list[dict[str, Any]]:
