@@ -171,7 +171,7 @@ class GenerativeRecipe:
     logging_steps: int = 10
 
 
-_ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "num_train_epochs": "epochs", "per_device_batch_size": "batch_size",
+_ALIASES = {"learning_rate": "lr", "log_steps": "logging_steps", "num_epochs": "epochs", "num_train_epochs": "epochs", "per_device_batch_size": "batch_size",
             "train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type": "scheduler",
             "max_seq_length": "max_length"}
 
@@ -244,6 +244,7 @@ def load_backbone(init: str | os.PathLike):
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
             seq2seq = False
         else:
+            init = _resolve_alias(init)
             cfg = AutoConfig.from_pretrained(init)
             seq2seq = bool(getattr(cfg, "is_encoder_decoder", False))
             tok = AutoTokenizer.from_pretrained(init)
@@ -259,6 +260,22 @@ def load_backbone(init: str | os.PathLike):
         tok.pad_token = tok.eos_token
     model.config.pad_token_id = tok.pad_token_id
     return model, tok, seq2seq
+
+
+def _resolve_alias(init: str) -> str:
+    """A non-GGUF asset alias -> its local folder (through stage 04's resolver); paths and Hub names unchanged."""
+    if Path(init).expanduser().exists():
+        return init
+    try:
+        from .training import resolve_backbone
+    except ImportError:
+        return init
+    try:
+        return str(resolve_backbone(init))
+    except Exception as e:  # an unknown alias is a Hub name for the assets resolver; anything else is real
+        if type(e).__name__ in ("AssetError", "UserError"):
+            raise FileNotFoundError(str(e)) from None
+        raise
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -411,6 +428,14 @@ def _model_card(info: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _conflict_resolver():
+    try:
+        from .extraction import resolve_conflicts
+        return resolve_conflicts
+    except ImportError:
+        return None
+
+
 def _span_class():
     try:
         from .extraction import Span  # the shared span type of the sequence-labeling API
@@ -454,12 +479,14 @@ class GenerativeIE:
     """
 
     def __init__(self, model, tokenizer, seq2seq: bool = False, max_new_tokens: int = 32, batch_size: int = 16,
-                 device: str | None = None):
+                 device: str = "auto"):
         import torch
 
         self.model, self.tok, self.seq2seq = model, tokenizer, seq2seq
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device in ("auto", None, ""):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
         self.model.to(self.device).eval()
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
@@ -520,21 +547,24 @@ class GenerativeIE:
                 out.append((text, score))
         return out
 
-    def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]]) -> list[list[Any]]:
+    def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]],
+                conflict: str = "confidence") -> list[list[Any]]:
         """Spans of every label in every text.
 
         ``texts``: strings or word lists. ``labels``: one list for all texts, or one list per text.
         Returns per text a list of ``Span(label, text, start, end, score, word_start, word_end)``
         sorted by position then label; ``start``/``end`` are character offsets in the text (for a word
         list, in the words joined by single spaces), ``score`` is the mean probability of the generated
-        tokens of that (text, label) query.
+        tokens of that (text, label) query. ``conflict``: as in ``MetaIE.extract`` (``"confidence"`` keeps,
+        for a word span generated under several labels, the label with the higher score; ``"all"`` keeps
+        all). A blank text gives ``[]`` without a query.
         """
         if isinstance(texts, str):
             raise TypeError("extract expects a list of texts; wrap a single text as [text].")
         per_text = _labels_per_text(labels, len(texts))
         Span = _span_class()
         prepared = [_words_and_offsets(t) for t in texts]
-        queries = [(i, lab) for i, labs in enumerate(per_text) for lab in labs]
+        queries = [(i, lab) for i, labs in enumerate(per_text) if prepared[i][1] for lab in labs]
         gens = self._generate([build_prompt(prepared[i][1], lab) for i, lab in queries]) if queries else []
         results: list[list[Any]] = [[] for _ in texts]
         for (i, lab), (gen, score) in zip(queries, gens):
@@ -542,9 +572,20 @@ class GenerativeIE:
             for ws, we in locate_spans(words, parse_generation(gen)):
                 s, e = offs[ws][0], offs[we - 1][1]
                 results[i].append(Span(label=lab, text=raw[s:e], start=s, end=e, score=score, word_start=ws, word_end=we))
+        resolve = _conflict_resolver()
+        out = []
         for r in results:
-            r.sort(key=lambda sp: (sp.start, sp.end, sp.label))
-        return results
+            if resolve is not None:
+                r = resolve(r, conflict)
+            elif conflict != "all":
+                best: dict[tuple[int, int], Any] = {}
+                for sp in r:
+                    k = (sp.word_start, sp.word_end)
+                    if k not in best or sp.score > best[k].score:
+                        best[k] = sp
+                r = list(best.values())
+            out.append(sorted(r, key=lambda sp: (sp.start, sp.end, sp.label)))
+        return out
 
 
 def _labels_per_text(labels: Sequence[str] | Sequence[Sequence[str]], n: int) -> list[list[str]]:
