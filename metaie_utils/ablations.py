@@ -27,7 +27,8 @@ import itertools
 import json
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, NamedTuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable, Mapping, NamedTuple, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -342,14 +343,369 @@ def check_run_matches(run_dir: Path, overrides: Mapping[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Stage 06 config
+# Stage 06: reading finished sweeps
 # ----------------------------------------------------------------------------------------------------
+
+METRICS_KEYS = ("f1", "f1_std", "precision", "precision_std", "recall", "recall_std", "n_seeds")
+SCORE_METRICS = ("f1", "precision", "recall")
+# Ablation kinds, recognised from the keys a sweep varies (first match wins), with the x axis they plot.
+KINDS: dict[str, tuple[str, ...]] = {
+    "architecture": ("architecture",),
+    "label_distribution": ("label_subset", "label_top_k"),
+    "data_size": ("max_sentences", "max_instances", "meta_max_instances"),
+    "model_size": ("backbone", "num_layers"),
+}
 
 
 class AblationConfig(StageConfig):
-    """Stage 06: read finished sweeps and draw the ablation figures and tables."""
+    """Stage 06: read finished sweeps (``outputs/sweeps/<name>/sweep.json`` and each run's metrics.json)
+    and draw the ablation figures and tables."""
 
     stage: ClassVar[str] = "06_ablations"
 
     sweeps: list[str] = Field(default_factory=list)  # sweep names or spec paths; [] = every sweep under <out_root>/sweeps
-    metric: str = "f1"  # the few-shot metric plotted: f1 | precision | recall
+    metric: str = "f1"  # the few-shot score drawn: "f1" | "precision" | "recall"
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_ok(cls, v: str) -> str:
+        if v not in SCORE_METRICS:
+            raise ValueError(f"metric {v!r} is not one of {list(SCORE_METRICS)}")
+        return v
+
+
+# Nominal parameter counts of the token-classification encoders the sweeps use (no pooler, no head):
+# lower-cased backbone name -> (embeddings, one layer, layers). Used when stage 04's metrics.json does not
+# record ``n_parameters``. Numbers from the published configs (vocab x hidden + positions + LayerNorm; per layer
+# attention 4(h^2+h), feed-forward 2hi + i + h, two LayerNorms 4h).
+NOMINAL_SIZES: dict[str, tuple[int, int, int]] = {
+    "minilm-l6": (11_918_592, 1_774_464, 6),
+    "all-minilm-l6-v2": (11_918_592, 1_774_464, 6),
+    "mpnet-base": (23_841_408, 7_087_872, 12),
+    "all-mpnet-base-v2": (23_841_408, 7_087_872, 12),
+    "roberta-base": (39_000_576, 7_087_872, 12),
+    "roberta-large": (52_000_768, 12_596_224, 24),
+    "bert-large-cased": (30_220_288, 12_596_224, 24),
+    "smollm2-135m": (134_515_008, 0, 0),
+    "qwen2.5-0.5b": (494_032_768, 0, 0),
+}
+
+
+def nominal_params(backbone: str, num_layers: int = 0) -> int | None:
+    """Parameters of a backbone truncated to its first ``num_layers`` layers (0 = all); None if unknown.
+
+    >>> nominal_params("mpnet-base"), nominal_params("mpnet-base", 3), nominal_params("FacebookAI/roberta-large") // 10**6
+    (108895872, 45105024, 354)
+    """
+    key = str(backbone).rstrip("/").split("/")[-1].lower()
+    if key not in NOMINAL_SIZES:
+        return None
+    emb, layer, n = NOMINAL_SIZES[key]
+    k = n if not num_layers or num_layers >= n else num_layers
+    return emb + k * layer
+
+
+def sweeps_root(out_root: str | Path = "outputs") -> Path:
+    return resolve(out_root) / "sweeps"
+
+
+def find_sweeps(out_root: str | Path = "outputs") -> list[str]:
+    """Names of the sweeps recorded under ``<out_root>/sweeps`` (those with a sweep.json), sorted."""
+    root = sweeps_root(out_root)
+    return sorted(p.parent.name for p in root.glob(f"*/{SWEEP_RECORD}")) if root.is_dir() else []
+
+
+def sweep_record_path(name_or_path: str | Path, out_root: str | Path = "outputs") -> Path:
+    """A sweep name, a spec path or a sweep.json path -> the sweep.json of that sweep.
+
+    ``"model_size_cpu"`` and ``"params/sweeps/model_size_cpu.yaml"`` both give
+    ``outputs/sweeps/model_size_cpu/sweep.json``. Raises FileNotFoundError naming the command to run.
+    """
+    s = str(name_or_path)
+    p = resolve(s)
+    if p.is_file() and p.name == SWEEP_RECORD:
+        return p
+    if p.is_dir() and (p / SWEEP_RECORD).is_file():
+        return p / SWEEP_RECORD
+    name = Path(s).name.removesuffix(".yaml").removesuffix(".yml")
+    if p.is_file() and p.suffix in (".yaml", ".yml"):
+        try:
+            name = (yaml.safe_load(p.read_text()) or {}).get("name", name)
+        except yaml.YAMLError:
+            pass
+    rec = sweeps_root(out_root) / name / SWEEP_RECORD
+    if not rec.is_file():
+        have = find_sweeps(out_root)
+        raise FileNotFoundError(
+            f"No sweep record for {s!r} ({rec} does not exist). Run the sweep first: "
+            f"`python -m metaie_utils sweep params/sweeps/{name}.yaml`. Recorded sweeps: {have or 'none'}."
+        )
+    return rec
+
+
+def flatten_fewshot_metrics(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Stage 05's metrics.json ``{dataset: {subtask: {init: {"f1", "f1_std", ...}}}}`` -> long rows.
+
+    Entries that are not of that shape (scalars, other summaries) are ignored.
+
+    >>> flatten_fewshot_metrics({"conll2003": {"ner": {"metaie": {"f1": 40.0, "f1_std": 1.0}}}, "wall_s": 3})
+    [{'dataset': 'conll2003', 'subtask': 'ner', 'initialization': 'metaie', 'f1': 40.0, 'f1_std': 1.0}]
+    """
+    rows = []
+    for ds, subs in metrics.items():
+        if not isinstance(subs, Mapping):
+            continue
+        for sub, inits in subs.items():
+            if not isinstance(inits, Mapping):
+                continue
+            for init, vals in inits.items():
+                if isinstance(vals, Mapping) and isinstance(vals.get("f1"), (int, float)):
+                    rows.append({"dataset": ds, "subtask": sub, "initialization": init,
+                                 **{k: vals[k] for k in METRICS_KEYS if k in vals}})
+    return rows
+
+
+def _read_json(p: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(p.read_text()) if p.is_file() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _seconds(manifest: Mapping[str, Any] | None) -> float | None:
+    import datetime as dt
+
+    if not manifest or not manifest.get("start_time") or not manifest.get("end_time"):
+        return None
+    try:
+        a = dt.datetime.fromisoformat(str(manifest["start_time"]))
+        b = dt.datetime.fromisoformat(str(manifest["end_time"]))
+    except ValueError:
+        return None
+    return (b - a).total_seconds()
+
+
+def ablation_kind(spec: Mapping[str, Any]) -> str:
+    """The ablation a spec runs, from the keys it varies: ``model_size`` | ``data_size`` |
+    ``architecture`` | ``label_distribution`` | ``other``.
+
+    >>> ablation_kind({"grid": {"seed": [0]}, "points": [{"backbone": "minilm-l6", "num_layers": 0}]})
+    'model_size'
+    """
+    varied = set(spec.get("grid") or {}) | {k for p in spec.get("points") or [] for k in p}
+    for kind, keys in KINDS.items():
+        if varied & set(keys):
+            return kind
+    return "other"
+
+
+def point_label(overrides: Mapping[str, Any], varied: Iterable[str], skip: Iterable[str] = ("seed",)) -> str:
+    """A short legend label of a point: its varied values except ``skip``.
+
+    >>> point_label({"backbone": "mpnet-base", "num_layers": 3, "seed": 1, "epochs": 1}, ["seed", "backbone", "num_layers"])
+    'backbone=mpnet-base, num_layers=3'
+    """
+    parts = [f"{k}={overrides[k]}" for k in varied if k not in set(skip) and k in overrides]
+    return ", ".join(parts) or "all"
+
+
+@dataclass
+class SweepResults:
+    """One recorded sweep read back: its spec, one row per point, and the long table of few-shot scores.
+
+    ``points`` columns: run_name, label (legend), status (finished | partial | missing), the varied keys,
+    n_params, n_sentences, n_instances, seconds (sum of the stages' wall times), and one run directory
+    column per stage. ``scores`` columns: run_name, label, the varied keys, n_params, n_sentences,
+    n_instances, dataset, subtask, task (dataset/subtask), initialization, f1, f1_std, precision, recall, ...
+    """
+
+    name: str
+    spec: dict[str, Any]
+    kind: str
+    varied: list[str]
+    points: Any  # pandas.DataFrame
+    scores: Any  # pandas.DataFrame
+
+    @property
+    def n_finished(self) -> int:
+        return int((self.points["status"] == "finished").sum()) if len(self.points) else 0
+
+    @property
+    def wall_seconds(self) -> float:
+        return float(self.points["seconds"].fillna(0).sum()) if len(self.points) else 0.0
+
+
+def _count(metrics: Mapping[str, Any] | None, keys: Sequence[str]) -> int | None:
+    for k in keys:
+        v = (metrics or {}).get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return int(v)
+    return None
+
+
+def read_sweep(name_or_path: str | Path, out_root: str | Path = "outputs") -> SweepResults:
+    """Read ``sweep.json`` and every point's run metrics into a :class:`SweepResults`.
+
+    Only ``sweep.json``, each stage run's ``metrics.json`` and ``manifest.json`` (for wall times) are
+    read. Points whose 05 run has no metrics.json are listed with status ``missing``/``partial`` and
+    contribute no scores. Reused upstream stages (``reuse``) are read from their own run directory.
+    """
+    import pandas as pd
+
+    rec_path = sweep_record_path(name_or_path, out_root)
+    try:
+        record = json.loads(rec_path.read_text())
+    except json.JSONDecodeError as e:
+        raise SweepSpecError(f"{rec_path} is not valid JSON ({e}); re-run the sweep command to rewrite it.") from None
+    spec = record.get("spec")
+    if not isinstance(spec, Mapping) or not isinstance(record.get("points"), list):
+        raise SweepSpecError(f"{rec_path} lacks 'spec' or 'points': it was not written by `python -m metaie_utils sweep`.")
+    spec = dict(spec)
+    name = str(spec.get("name", rec_path.parent.name))
+    stages = list(spec.get("stages") or [])
+    reuse = dict(spec.get("reuse") or {})
+    try:
+        varied = validate_sweep_spec(spec, known_keys=None).varied_keys()
+    except SweepSpecError:
+        varied = list(spec.get("grid") or {}) + [k for p in spec.get("points") or [] for k in p]
+        varied = list(dict.fromkeys(varied))
+    root = resolve(out_root)
+    point_rows, score_rows = [], []
+    for pt in record["points"]:
+        run_name, ov = pt["run_name"], dict(pt.get("overrides") or {})
+        dirs = {s: root / s / run_name for s in stages}
+        dirs.update({s: root / s / r for s, r in reuse.items()})
+        mets = {s: _read_json(d / "metrics.json") for s, d in dirs.items()}
+        done = [s for s in stages if mets.get(s) is not None]
+        status = "finished" if len(done) == len(stages) else ("partial" if done else "missing")
+        secs = [_seconds(_read_json(dirs[s] / "manifest.json")) for s in stages]
+        m03, m04 = mets.get("03_convert_bio"), mets.get("04_train_meta_model")
+        backbone = ov.get("backbone", spec.get("set", {}).get("backbone", ""))
+        n_params = _count(m04, ("n_parameters", "num_parameters", "parameters", "n_params")) or nominal_params(
+            backbone, int(ov.get("num_layers", spec.get("set", {}).get("num_layers", 0)) or 0))
+        row = {
+            "run_name": run_name, "label": point_label(ov, varied), "status": status, **{k: ov.get(k) for k in varied},
+            "n_params": n_params,
+            "n_sentences": _count(m03, ("sentences", "n_sentences")),
+            "n_instances": _count(m03, ("train_instances", "instances", "n_instances")),
+            "seconds": sum(x for x in secs if x is not None) if any(x is not None for x in secs) else None,
+            **{f"dir_{s}": str(d) for s, d in dirs.items()},
+        }
+        point_rows.append(row)
+        m05 = mets.get("05_fewshot_eval")
+        if m05:
+            for r in flatten_fewshot_metrics(m05):
+                score_rows.append({k: row[k] for k in ("run_name", "label", *varied, "n_params", "n_sentences", "n_instances")}
+                                  | {"task": f"{r['dataset']}/{r['subtask']}"} | r)
+    points = pd.DataFrame(point_rows)
+    scores = pd.DataFrame(score_rows)
+    return SweepResults(name=name, spec=spec, kind=ablation_kind(spec), varied=varied, points=points, scores=scores)
+
+
+def load_sweeps(names: Sequence[str] = (), out_root: str | Path = "outputs") -> list[SweepResults]:
+    """Read the named sweeps (names, spec paths or sweep.json paths); ``[]`` = every recorded sweep."""
+    names = list(names) or find_sweeps(out_root)
+    return [read_sweep(n, out_root) for n in names]
+
+
+def ablation_table(scores: Any, metric: str = "f1", group: str = "label") -> Any:
+    """Long scores -> wide table: rows task x initialization, columns the point labels, cells
+    ``"mean ± std"`` in % (the mean over seed points; the std over seed points, else the 05 run's std over
+    few-shot seeds).
+
+    >>> import pandas as pd
+    >>> t = ablation_table(pd.DataFrame([{"task": "c/ner", "initialization": "metaie", "label": "a", "f1": 40.0,
+    ...     "f1_std": 2.0}, {"task": "c/ner", "initialization": "metaie", "label": "a", "f1": 44.0, "f1_std": 1.0}]))
+    >>> t.loc[("c/ner", "metaie"), "a"]
+    '42.00 ± 2.83'
+    """
+    import pandas as pd
+
+    if scores is None or len(scores) == 0:
+        return pd.DataFrame()
+    agg = aggregate_scores(scores, metric, group)
+    agg["cell"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(agg["mean"], agg["std"])]
+    order = list(dict.fromkeys(scores[group]))
+    t = agg.pivot_table(index=["task", "initialization"], columns=group, values="cell", aggfunc="first", sort=False)
+    return t[[c for c in order if c in t.columns]]
+
+
+def aggregate_scores(scores: Any, metric: str = "f1", group: str = "label") -> Any:
+    """Mean and std of ``metric`` per (task, initialization, ``group``) over points that differ only in seed.
+
+    One point per group keeps the 05 run's own std (over its few-shot seeds); several take the sample
+    std over points. Other numeric point columns (n_params, n_sentences, ...) keep their mean.
+    """
+    import pandas as pd
+
+    from .metrics import mean_std
+
+    if metric not in scores:
+        raise KeyError(f"metric {metric!r} is not in the sweep scores; columns: {list(scores.columns)}")
+    rows = []
+    for (task, init, g), d in scores.groupby(["task", "initialization", group], sort=False, dropna=False):
+        vals = d[metric].astype(float).tolist()
+        m, s = mean_std(vals)
+        if len(vals) == 1 and f"{metric}_std" in d:
+            s = float(d[f"{metric}_std"].iloc[0]) if pd.notna(d[f"{metric}_std"].iloc[0]) else 0.0
+        row = {"task": task, "initialization": init, group: g, "mean": m, "std": s, "n_points": len(vals)}
+        for c in ("n_params", "n_sentences", "n_instances"):
+            if c in d:
+                v = pd.to_numeric(d[c], errors="coerce")
+                row[c] = float(v.mean()) if v.notna().any() else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def data_size_curve(scores: Any, metric: str = "f1") -> Any:
+    """Scores of a data-size sweep -> ``(task, n_sentences, mean, std)`` rows for the curve.
+
+    The metaie initialization of each point sits at its distilled-sentence count (stage 03's
+    ``sentences``); the vanilla initialization (no meta-training, the same few-shot protocol and seeds)
+    is the point at 0 sentences, averaged over the points' identical vanilla runs.
+    """
+    import pandas as pd
+
+    if scores is None or len(scores) == 0:
+        return pd.DataFrame(columns=["task", "n_sentences", "mean", "std", "initialization"])
+    agg = aggregate_scores(scores, metric)
+    meta = agg[agg["initialization"] != "vanilla"].copy()
+    van = agg[agg["initialization"] == "vanilla"]
+    rows = [meta]
+    if len(van):
+        v = van.groupby("task", sort=False).agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
+        v["n_sentences"], v["initialization"], v["label"] = 0.0, "vanilla", "0 (vanilla)"
+        rows.append(v)
+    out = pd.concat(rows, ignore_index=True)
+    return out.sort_values(["task", "initialization", "n_sentences"]).reset_index(drop=True)
+
+
+def points_table(res: SweepResults) -> Any:
+    """The points of a sweep for display: run name, varied values, status, sizes and wall time."""
+    cols = ["run_name", "status", *res.varied, "n_params", "n_sentences", "n_instances", "seconds"]
+    return res.points[[c for c in cols if c in res.points.columns]] if len(res.points) else res.points
+
+
+def ablation_metrics(results: Sequence[SweepResults], metric: str = "f1") -> dict[str, Any]:
+    """metrics.json of stage 06: per sweep its kind, point counts, wall time and the mean ``metric`` of
+    each point label and initialization over tasks (in %)."""
+    out: dict[str, Any] = {"sweeps": len(results), "finished_points": sum(r.n_finished for r in results)}
+    for r in results:
+        entry: dict[str, Any] = {"kind": r.kind, "points": len(r.points), "finished": r.n_finished,
+                                 "wall_seconds": round(r.wall_seconds, 1)}
+        if len(r.scores):
+            agg = aggregate_scores(r.scores, metric)
+            entry[f"mean_{metric}"] = {
+                f"{lab} | {init}": round(float(g["mean"].mean()), 2)
+                for (lab, init), g in agg.groupby(["label", "initialization"], sort=False)
+            }
+        out[r.name] = entry
+    return out
+
+
+def no_sweeps_message(out_root: str | Path = "outputs") -> str:
+    """What to tell a user who has no finished sweep yet."""
+    specs = sorted(p.stem for p in SWEEPS_DIR.glob("*_cpu.yaml"))
+    cmds = "\n".join(f"  python -m metaie_utils sweep params/sweeps/{s}.yaml" for s in specs) or "  (no specs found)"
+    return (f"No finished sweep under {sweeps_root(out_root)}: nothing to draw yet. Run a CPU sweep first, e.g.\n"
+            f"{cmds}\nthen re-run this notebook (sweeps=[] reads every recorded sweep).")
