@@ -401,7 +401,8 @@ def read_qasrl_gold(gold_path: str | Path, sentences_path: str | Path, prefix: s
     """QA-SRL gold CSV (one row per QA) joined with the sentence CSV: one Example per annotated sentence.
 
     Each verb is a :class:`Frame` at ``(verb_idx, verb_idx + 1)``; each answer range ``s:e`` (end
-    exclusive, several joined by ``~!~``) is an argument whose role is the question.
+    exclusive, several joined by ``~!~``) is an argument whose role is the question. A question asked
+    twice for one verb (one case in wikinews dev) merges into one; ``meta["qa_rows"]`` keeps the row count.
     """
     gold_path, sentences_path = Path(gold_path), Path(sentences_path)
     with open(sentences_path, encoding="utf-8", newline="") as f:
@@ -411,6 +412,7 @@ def read_qasrl_gold(gold_path: str | Path, sentences_path: str | Path, prefix: s
         toks_of = {r["qasrl_id"]: r["tokens"].split(" ") for r in rd}
     order: list[str] = []
     frames: dict[str, dict[int, Frame]] = {}
+    n_rows: dict[str, int] = {}
     with open(gold_path, encoding="utf-8", newline="") as f:
         rd = csv.DictReader(f)
         need = {"qasrl_id", "verb_idx", "verb", "question", "answer_range"}
@@ -428,6 +430,7 @@ def read_qasrl_gold(gold_path: str | Path, sentences_path: str | Path, prefix: s
                 ranges = [tuple(int(x) for x in rg.split(":")) for rg in r["answer_range"].split("~!~") if rg]
             except ValueError:
                 raise FormatError(gold_path, n, f"verb_idx {r['verb_idx']!r} / answer_range {r['answer_range']!r}", "an integer and s:e[~!~s:e...]") from None
+            n_rows[sid] = n_rows.get(sid, 0) + 1
             fr = frames[sid].setdefault(v, Frame(predicate=(v, v + 1), sense=r["verb"]))
             for s, e in ranges:
                 fr.arguments.append((s, e, r["question"]))
@@ -436,7 +439,7 @@ def read_qasrl_gold(gold_path: str | Path, sentences_path: str | Path, prefix: s
         frs = sorted(frames[sid].values(), key=lambda fr: fr.predicate)
         for fr in frs:
             fr.arguments = sorted(set(fr.arguments))
-        out.append(Example(id=f"{prefix}/{sid}", tokens=toks_of[sid], frames=frs, meta={"qasrl_id": sid}))
+        out.append(Example(id=f"{prefix}/{sid}", tokens=toks_of[sid], frames=frs, meta={"qasrl_id": sid, "qa_rows": n_rows[sid]}))
     return out
 
 
