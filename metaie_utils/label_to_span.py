@@ -44,6 +44,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, Literal, Mapping, Sequence
 
@@ -51,9 +52,20 @@ from pydantic import field_validator
 
 from .params import StageConfig
 from .paths import resolve
-from .text import word_spans, word_tokenize
+from .text import word_spans
+from .text import word_tokenize as _word_tokenize
 
 TAGS = ["O", "B", "I"]
+
+
+@lru_cache(maxsize=1 << 17)
+def _tokenize_cached(text: str) -> tuple[str, ...]:
+    return tuple(_word_tokenize(text))
+
+
+def word_tokenize(text: str) -> list[str]:
+    """:func:`metaie_utils.text.word_tokenize` with a cache (labels, answers and resampled sentences repeat)."""
+    return list(_tokenize_cached(text))
 RESPONSES_FILE = "responses.jsonl"
 INSTANCES_FILE = "instances.json"
 HELDOUT_FILE = "heldout.json"
@@ -386,6 +398,7 @@ def responses_from_instances(instances: Sequence[Mapping[str, Any]]) -> list[tup
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u00b7\u2023\u25aa\u25cf\u2013\u2014>]+|\(?\d{1,3}[.)]|\(\d{1,3}\))\s*")
 _COLON = re.compile(r"\s*[:\uff1a](?:\s+|$)")
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb"
+_CLOSING = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _PAREN = re.compile(r"\s*[\(\[][^()\[\]]*[\)\]]\s*$")
 _LIST_SPLIT = re.compile(r"\s*[,;]\s+")  # an answer with one of these is read as a list first
 _LIST_ITEMS = re.compile(r"\s*[,;]\s+(?:and\s+|or\s+)?|\s+(?:and|or)\s+")  # "A, B and C" -> A | B | C
@@ -400,6 +413,8 @@ def clean_label(label: str, mode: str = "clean") -> str:
 
     >>> clean_label(' **"Event: type"** ')
     'Event - type'
+    >>> clean_label("[Location (city)]")
+    'Location (city)'
     >>> clean_label("Date of Birth", "lower")
     'date of birth'
     """
@@ -407,8 +422,9 @@ def clean_label(label: str, mode: str = "clean") -> str:
         return label
     if mode not in ("clean", "lower"):
         raise ValueError(f"label_normalization must be none, clean or lower, got {mode!r}")
-    s = re.sub(r"[*_#]+", " ", label)
-    s = s.strip().strip(_QUOTES + "<>[](){} \t").strip()
+    s = re.sub(r"[*_#]+", " ", label).strip().strip(_QUOTES).strip()
+    while len(s) >= 2 and _CLOSING.get(s[0]) == s[-1] and s[0] not in s[1:-1]:
+        s = s[1:-1].strip().strip(_QUOTES).strip()  # "[Person]" -> "Person", but "Location (city)" stays
     s = re.sub(r"\s*:\s*", " - ", s).strip(" -")
     s = re.sub(r"\s+", " ", s)
     return s.lower() if mode == "lower" else s
@@ -535,6 +551,8 @@ def parse_robust(sentence_words: Sequence[str], response: str, label_normalizati
     """
     merged: dict[str, ParsedLabel] = {}
     for line in response.splitlines():
+        if "<label>" in line.lower() or "<span>" in line.lower():
+            continue  # the prompt's format line echoed back
         cands = _split_line(line)
         if not cands:
             continue
@@ -688,8 +706,9 @@ def convert_responses(rows: Iterable[Mapping[str, Any]], cfg: ConvertConfig, sta
                       progress: bool = True) -> ConvertResult:
     """Responses -> :class:`ConvertResult` following every option of ``cfg`` (see ConvertConfig).
 
-    Order: seeded sentence subsample (``max_sentences``) -> parse and match -> exact duplicate instances of
-    a sentence dropped (several samples of one sentence) -> ``max_labels_per_sentence`` -> label filters
+    Order: seeded sentence subsample (``max_sentences``) -> parse and match -> instances whose label has
+    more words than the sentence dropped -> (robust mode) exact duplicate instances of a sentence dropped
+    (several teacher samples of one sentence; reference mode keeps them, as the authors did) -> ``max_labels_per_sentence`` -> label filters
     (``min_label_freq``, ``label_subset``) -> seeded ``max_instances`` subsample -> held-out split by
     sentence (no sentence in both files). Each instance carries ``id`` (``<sentence id>#<k>``) and ``label``.
     """

@@ -163,6 +163,9 @@ def test_label_normalization():
     assert l2s.clean_label(" **Date of birth** ") == "Date of birth"
     assert l2s.clean_label("'Person'", "lower") == "person"
     assert l2s.clean_label("**x**", "none") == "**x**"
+    assert l2s.clean_label("[Location (city)]") == "Location (city)"
+    words = word_tokenize("Tom ran.")
+    assert _spans(words, "Important information (Format: - <label>: <span>):\n- Person: Tom") == {"Person": ["Tom"]}
     with pytest.raises(ValueError, match="label_normalization"):
         l2s.clean_label("x", "upper")
 
@@ -349,3 +352,9 @@ def test_cli_convert_writes_the_stage_files(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["instances"] == 26
     assert cli_main(["convert", "--input", str(resolve(l2s.DEFAULT_FIXTURE)), "--output", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(l2s, raise_on_error=False).failed == 0
