@@ -105,7 +105,7 @@ def test_qasrl_counts():
         rows = sum(e.meta["qa_rows"] for e in exs)
         assert (len(exs), sum(len(e.frames) for e in exs), rows) == (n_sent, n_pred, n_qa)
         qas = {(e.id, f.predicate, a[2]) for e in exs for f in e.frames for a in f.arguments}
-        assert 0 <= n_qa - len(qas) <= 3  # a few questions are asked twice for one verb: merged
+        assert 0 <= n_qa - len(qas) <= 5  # a few questions are asked twice for one verb: merged
     assert len(get_dataset("qasrl-gs").load("dev")) == 1000
 
 
