@@ -166,3 +166,109 @@ def test_run_manifest_mismatch(tmp_path):
     ab.check_run_matches(d, {"seed": 1, "max_sentences": 100})  # key not declared by that stage: ignored
     with pytest.raises(SweepSpecError, match="backbone: run has 'minilm-l6', spec wants 'mpnet-base'"):
         ab.check_run_matches(d, {"backbone": "mpnet-base"})
+
+
+# --- reading finished sweeps -----------------------------------------------------------------------
+
+
+def _write(p: Path, obj) -> None:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(obj))
+
+
+def fake_sweep(root: Path, name: str, spec_extra: dict, points: list[tuple[dict, dict | None, dict | None]]) -> None:
+    """Write sweep.json and per-point run files: (overrides, 03 metrics or None, 05 metrics or None)."""
+    raw = {"name": name, "stages": ["03_convert_bio", "04_train_meta_model", "05_fewshot_eval"], **spec_extra}
+    s = validate_sweep_spec(raw, known_keys=None)
+    pts = expand_sweep(s)
+    assert len(pts) == len(points)
+    _write(root / "sweeps" / name / "sweep.json",
+           {"spec": raw, "points": [{"run_name": p.run_name, "overrides": p.overrides} for p in pts]})
+    for p, (_, m03, m05) in zip(pts, points):
+        for stage, m in (("03_convert_bio", m03), ("04_train_meta_model", {} if m05 else None), ("05_fewshot_eval", m05)):
+            d = root / stage / p.run_name
+            _write(d / "manifest.json", {"start_time": "2026-01-01T00:00:00+00:00", "end_time": "2026-01-01T00:00:10+00:00"})
+            if m is not None:
+                _write(d / "metrics.json", m)
+
+
+def m05(meta: float, vanilla: float) -> dict:
+    return {"conll2003": {"conll2003": {"metaie": {"f1": meta, "f1_std": 1.0, "n_seeds": 1},
+                                        "vanilla": {"f1": vanilla, "f1_std": 0.5, "n_seeds": 1}}}}
+
+
+def test_read_data_size_sweep(tmp_path):
+    fake_sweep(tmp_path, "ds", {"grid": {"max_sentences": [100, 1000, 0]}}, [
+        ({}, {"sentences": 100, "train_instances": 300}, m05(20.0, 10.0)),
+        ({}, {"sentences": 1000, "train_instances": 3000}, m05(40.0, 10.0)),
+        ({}, {"sentences": 5000}, None),  # cut off: 03 finished only
+    ])
+    res = ab.read_sweep("ds", tmp_path)
+    assert res.kind == "data_size" and res.varied == ["max_sentences"] and res.n_finished == 2
+    assert list(res.points["status"]) == ["finished", "finished", "partial"]
+    assert list(res.points["seconds"]) == [30.0, 30.0, 30.0]
+    assert len(res.scores) == 4 and set(res.scores["task"]) == {"conll2003/conll2003"}
+    curve = ab.data_size_curve(res.scores)
+    meta = curve[curve["initialization"] == "metaie"]
+    assert list(meta["n_sentences"]) == [100, 1000] and list(meta["mean"]) == [20.0, 40.0]
+    van = curve[curve["initialization"] == "vanilla"]
+    assert list(van["n_sentences"]) == [0.0] and list(van["mean"]) == [10.0]
+    table = ab.ablation_table(res.scores)
+    assert table.loc[("conll2003/conll2003", "metaie"), "max_sentences=1000"] == "40.00 ± 1.00"
+    m = ab.ablation_metrics([res])
+    assert m["ds"]["finished"] == 2 and m["ds"]["mean_f1"]["max_sentences=100 | metaie"] == 20.0
+
+
+def test_read_model_size_sweep_with_seeds(tmp_path):
+    fake_sweep(tmp_path, "ms", {"grid": {"seed": [0, 1]}, "points": [{"backbone": "mpnet-base", "num_layers": 3},
+                                                                    {"backbone": "minilm-l6", "num_layers": 0}]}, [
+        ({}, {}, m05(30.0, 5.0)), ({}, {}, m05(20.0, 5.0)), ({}, {}, m05(34.0, 5.0)), ({}, {}, m05(22.0, 5.0)),
+    ])
+    res = ab.read_sweep(tmp_path / "sweeps" / "ms" / "sweep.json", tmp_path)
+    assert res.kind == "model_size"
+    assert list(res.points["n_params"]) == [45_105_024, 22_565_376, 45_105_024, 22_565_376]
+    agg = ab.aggregate_scores(res.scores)
+    row = agg[(agg["label"] == "backbone=mpnet-base, num_layers=3") & (agg["initialization"] == "metaie")].iloc[0]
+    assert row["mean"] == 32.0 and round(row["std"], 4) == round((8 ** 0.5), 4) and row["n_points"] == 2
+
+
+def test_figures_for_each_kind_and_empty(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from metaie_utils.plots import ablations as pab
+
+    fake_sweep(tmp_path, "ds", {"grid": {"max_sentences": [100, 1000]}}, [
+        ({}, {"sentences": 100}, m05(20.0, 10.0)), ({}, {"sentences": 1000}, m05(40.0, 10.0))])
+    fake_sweep(tmp_path, "ms", {"points": [{"backbone": "mpnet-base", "num_layers": 3}]}, [({}, {}, m05(30.0, 5.0))])
+    fake_sweep(tmp_path, "none_done", {"grid": {"architecture": ["seqlabel", "generative"]}},
+               [({}, None, None), ({}, None, None)])
+    got = {r.name: r for r in ab.load_sweeps([], tmp_path)}
+    assert sorted(got) == ["ds", "ms", "none_done"]
+    assert sorted(pab.figures_for(got["ds"])) == ["per_task", "vs_sentences"]
+    assert sorted(pab.figures_for(got["ms"])) == ["per_task", "vs_params"]
+    figs = pab.figures_for(got["none_done"])
+    assert got["none_done"].kind == "architecture" and list(figs) == ["per_task"]
+    assert figs["per_task"].axes[0].texts[0].get_text() == "no finished points"
+
+
+def test_missing_sweep_and_corrupt_record(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m metaie_utils sweep params/sweeps/nope.yaml"):
+        ab.read_sweep("nope", tmp_path)
+    _write(tmp_path / "sweeps" / "bad" / "sweep.json", {"points": []})
+    with pytest.raises(SweepSpecError, match="lacks 'spec' or 'points'"):
+        ab.read_sweep("bad", tmp_path)
+    assert ab.load_sweeps([], tmp_path / "empty") == []
+    assert "No finished sweep" in ab.no_sweeps_message(tmp_path / "empty")
+
+
+def test_flatten_ignores_other_entries():
+    rows = ab.flatten_fewshot_metrics({"a": {"b": {"vanilla": {"f1": 1.0}, "junk": 3}}, "n": 1, "c": {"d": 2}})
+    assert rows == [{"dataset": "a", "subtask": "b", "initialization": "vanilla", "f1": 1.0}]
+
+
+def test_ablation_config_fields():
+    cfg = ab.AblationConfig(sweeps=["model_size_cpu"], metric="recall")
+    assert cfg.stage == "06_ablations" and cfg.sweeps == ["model_size_cpu"]
+    with pytest.raises(Exception, match="metric 'acc'"):
+        ab.AblationConfig(metric="acc")

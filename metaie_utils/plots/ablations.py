@@ -1,0 +1,145 @@
+"""Figures of stage 06 (ablations): F1 against parameters, against distilled sentences, per task.
+
+Every function takes the tables of :mod:`metaie_utils.ablations` (long ``scores`` DataFrames with
+columns task, initialization, label, f1, f1_std, n_params, n_sentences, ...) and returns a matplotlib
+Figure; an empty table gives a figure that says so. Nothing is computed here beyond grouping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INIT_ORDER = ["vanilla", "metaie", "ner-distill", "multiie", "llm-icl"]
+
+
+def _empty(msg: str = "no finished points"):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return fig
+
+
+def _inits(df: Any) -> list[str]:
+    have = list(dict.fromkeys(df["initialization"]))
+    return [i for i in INIT_ORDER if i in have] + [i for i in have if i not in INIT_ORDER]
+
+
+def f1_vs_params(scores: Any, metric: str = "f1", title: str = "Few-shot F1 against student size"):
+    """Line plot: x = parameters (log, millions), y = mean ``metric`` (%), one line per task, one line
+    style per initialization, error bars = std. Points without a parameter count are left out."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from ..ablations import aggregate_scores
+
+    if scores is None or len(scores) == 0:
+        return _empty()
+    agg = aggregate_scores(scores, metric)
+    agg = agg[agg["n_params"].notna()]
+    if agg.empty:
+        return _empty("no parameter counts (set n_parameters in stage 04's metrics.json)")
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    tasks = list(dict.fromkeys(agg["task"]))
+    palette = dict(zip(tasks, sns.color_palette("colorblind", len(tasks))))
+    styles = dict(zip(_inits(agg), ["--", "-", ":", "-.", (0, (1, 1))]))
+    for (task, init), g in agg.groupby(["task", "initialization"], sort=False):
+        g = g.sort_values("n_params")
+        ax.errorbar(g["n_params"] / 1e6, g["mean"], yerr=g["std"], marker="o", capsize=3, color=palette[task],
+                    linestyle=styles.get(init, "-"), label=f"{task} · {init}")
+        for x, y, lab in zip(g["n_params"] / 1e6, g["mean"], g["label"]):
+            if init == "metaie" or len(styles) == 1:
+                ax.annotate(str(lab).replace("backbone=", "").replace("num_layers=", "L="), (x, y), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (millions, log)")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    sns.despine(ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def f1_vs_sentences(curve: Any, metric: str = "f1", title: str = "Few-shot F1 against distilled sentences"):
+    """Line plot of :func:`metaie_utils.ablations.data_size_curve`: x = distilled sentences (symmetric log,
+    so 0 = the vanilla initialization sits on the axis), y = mean ``metric`` (%), one line per task."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if curve is None or len(curve) == 0:
+        return _empty()
+    curve = curve[curve["n_sentences"].notna()]
+    if curve.empty:
+        return _empty("no sentence counts (stage 03 metrics.json lacks 'sentences')")
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    tasks = list(dict.fromkeys(curve["task"]))
+    palette = dict(zip(tasks, sns.color_palette("colorblind", len(tasks))))
+    for task, g in curve.groupby("task", sort=False):
+        g = g.sort_values("n_sentences")
+        ax.errorbar(g["n_sentences"], g["mean"], yerr=g["std"], marker="o", capsize=3, color=palette[task], label=task)
+        v = g[g["initialization"] == "vanilla"]
+        if len(v):
+            ax.axhline(float(v["mean"].iloc[0]), color=palette[task], linestyle=":", linewidth=0.8)
+    ax.set_xscale("symlog", linthresh=max(1.0, float(curve.loc[curve["n_sentences"] > 0, "n_sentences"].min()
+                                                      if (curve["n_sentences"] > 0).any() else 10.0)))
+    ax.set_xlabel("distilled sentences (0 = vanilla, symlog)")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    sns.despine(ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def f1_per_task(scores: Any, metric: str = "f1", title: str = "Few-shot F1 per task and initialization"):
+    """Grouped bars, one panel per initialization: x = task, hue = sweep point (legend label),
+    height = mean ``metric`` (%), error bar = std."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    from ..ablations import aggregate_scores
+
+    if scores is None or len(scores) == 0:
+        return _empty()
+    agg = aggregate_scores(scores, metric)
+    inits = _inits(agg)
+    tasks = list(dict.fromkeys(agg["task"]))
+    labels = list(dict.fromkeys(agg["label"]))
+    palette = sns.color_palette("colorblind", len(labels))
+    w = max(4.0, 0.5 * len(tasks) * max(1, len(labels)) ** 0.5 + 2)
+    fig, axes = plt.subplots(1, len(inits), figsize=(w * len(inits), 3.8), sharey=True, squeeze=False)
+    width = 0.8 / len(labels)
+    x = np.arange(len(tasks))
+    for ax, init in zip(axes[0], inits):
+        sub = agg[agg["initialization"] == init]
+        for j, lab in enumerate(labels):
+            s = sub[sub["label"] == lab].set_index("task")
+            h = [float(s.loc[t, "mean"]) if t in s.index else np.nan for t in tasks]
+            e = [float(s.loc[t, "std"]) if t in s.index else 0.0 for t in tasks]
+            ax.bar(x - 0.4 + width * (j + 0.5), h, width, yerr=e, capsize=2, color=palette[j], label=str(lab))
+        ax.set_xticks(x, [t.replace("/", "\n") for t in tasks], fontsize=7)
+        ax.set_title(init, fontsize=9)
+        ax.set_ylim(0, 100)
+        sns.despine(ax=ax)
+    axes[0][0].set_ylabel(f"{metric} (%)")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def figures_for(res: Any, metric: str = "f1") -> dict[str, Any]:
+    """The figures of one sweep (a :class:`metaie_utils.ablations.SweepResults`), by file stem:
+    every sweep gets ``per_task``; model-size sweeps add ``vs_params``; data-size sweeps ``vs_sentences``."""
+    from ..ablations import data_size_curve
+
+    figs = {"per_task": f1_per_task(res.scores, metric, title=f"{res.name}: {metric} per task and initialization")}
+    if res.kind == "model_size":
+        figs["vs_params"] = f1_vs_params(res.scores, metric, title=f"{res.name}: {metric} against parameters")
+    if res.kind == "data_size":
+        figs["vs_sentences"] = f1_vs_sentences(data_size_curve(res.scores, metric), metric,
+                                               title=f"{res.name}: {metric} against distilled sentences")
+    return figs
