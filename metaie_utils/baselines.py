@@ -263,7 +263,7 @@ def multiie_instances(names: Iterable[str], get_dataset=None) -> list[dict]:
                 f"shipped. Register a reader for it in metaie_utils.tasks.DATASETS, or use the substitutes "
                 f"ncbi_disease, semeval2010_task8, casie."
             )
-        if name not in tasks.DATASETS:
+        if name not in tasks.DATASETS and name not in getattr(tasks, "ALIASES", {}):
             raise _user_error(f"Unknown multiie source {name!r}. Known datasets: {', '.join(sorted(tasks.DATASETS))}.")
         ds = get_dataset(name)
         split = "train" if "train" in ds.splits else support_split(ds)

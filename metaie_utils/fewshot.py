@@ -37,14 +37,14 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 from pydantic import field_validator
 
 from .params import StageConfig
-from .paths import data_file, resolve
+from .paths import resolve
 
 INITIALIZATIONS: tuple[str, ...] = ("vanilla", "metaie", "ner-distill", "multiie", "llm-icl")
-# Datasets whose support set is a fixed file of the authors instead of a sampled one:
-# name -> (the dataset whose test split is scored, the authors' file under the data folder).
-AUTHORS_SUPPORT: dict[str, tuple[str, tuple[str, ...]]] = {
-    "conll2003-authors": ("conll2003", ("metaie_reference", "dataset", "train.5-shot.conll2003.json")),
-}
+SAMPLERS: tuple[str, ...] = ("greedy", "per-type")
+# Datasets whose support set is fixed (the whole train split, the same for every seed) instead of sampled:
+# name -> the tasks dataset it reads. conll2003-metaie's train split is the authors' 5-shot file
+# (metaie_reference/dataset/train.5-shot.conll2003.json, 20 sentences) and its test split their test file.
+FIXED_SUPPORT: dict[str, str] = {"conll2003-authors": "conll2003-metaie", "conll2003-metaie": "conll2003-metaie"}
 RESULT_FIELDS = [
     "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
     "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
@@ -78,9 +78,10 @@ class EvalConfig(StageConfig):
     upstream: ClassVar[dict[str, str]] = {"meta_model": "04_train_meta_model"}
 
     meta_model: str = ""  # 04 run dir (its model/), a checkpoint path or Hub name; "" = skip metaie
-    datasets: list[str] = ["conll2003"]  # names of tasks.DATASETS, or conll2003-authors (fixed support)
+    datasets: list[str] = ["conll2003"]  # names of tasks.DATASETS (or aliases); conll2003-authors = the authors' fixed 5-shot set
     initializations: list[str] = ["vanilla", "metaie"]  # subset of INITIALIZATIONS
     shots: int = 5  # K: mentions (NER), relations/events/... per type in the support set
+    fewshot_sampler: str = "greedy"  # "greedy" (until every type has K mentions) | "per-type" (K sentences per type, the authors' 20 for CoNLL03)
     fewshot_seeds: int = 1  # support sets / fine-tunes per dataset: seeds seed, seed+1, ...
     test_cap: int = 100  # 0 = the full test split; else a fixed random subset of this many sentences
     backbone: str = "minilm-l6"  # vanilla initialization and baselines' backbone (alias, path or Hub name)
@@ -88,7 +89,7 @@ class EvalConfig(StageConfig):
     architecture: str = "seqlabel"  # "seqlabel" | "generative" (same meaning as stage 04)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     fewshot_lr: float = 1e-4  # learning rate of the few-shot fine-tune (paper, roberta-large: 1e-5)
-    fewshot_epochs: int = 20  # epochs over the support instances (paper: 100)
+    fewshot_epochs: float = 10  # epochs over the support instances (paper: 100)
     fewshot_batch_size: int = 8  # per-device batch size
     fewshot_grad_accum: int = 1  # gradient accumulation steps (effective batch = batch_size * grad_accum)
     fewshot_max_steps: int = 0  # 0 = epochs decide; n > 0 caps optimizer steps (smoke runs)
@@ -96,7 +97,7 @@ class EvalConfig(StageConfig):
     keep_models: bool = False  # True keeps every fine-tuned checkpoint under work/ (large)
     baseline_instances: int = 0  # 0 = match MetaIE's instance count; n = this many pre-training instances
     ner_responses: str = ""  # ner-v1 responses.jsonl (or its 02 run dir); "" = distill now on MetaIE's sentences
-    multiie_datasets: list[str] = ["ncbi_disease", "semeval2010_task8", "casie"]  # human IE data of multiie
+    multiie_datasets: list[str] = ["ncbi-disease", "semeval2010-task8", "casie"]  # human IE data of multiie
     icl_test_cap: int = 20  # test sentences prompted per dataset for llm-icl (0 = the test_cap subset)
     teacher: str = "local:smollm2-135m"  # llm-icl / ner-distill teacher (same meaning as stage 02)
     base_url: str = ""  # remote teachers only: "" = the OpenAI API (same meaning as stage 02)
@@ -108,6 +109,13 @@ class EvalConfig(StageConfig):
         bad = [i for i in v if i not in INITIALIZATIONS]
         if bad:
             raise ValueError(f"unknown initializations {bad}; choose from {list(INITIALIZATIONS)}")
+        return v
+
+    @field_validator("fewshot_sampler")
+    @classmethod
+    def _known_sampler(cls, v: str) -> str:
+        if v not in SAMPLERS:
+            raise ValueError(f"unknown sampler {v!r}; choose from {list(SAMPLERS)}")
         return v
 
     @field_validator("shots", "fewshot_seeds")
@@ -164,18 +172,22 @@ def sample_support(
     *,
     counts_of: Callable[[Any], Mapping[str, int]] | None = None,
     types: Iterable[str] | None = None,
+    method: str = "greedy",
     where: str = "the support pool",
 ) -> list[int]:
-    """Indices of a seeded greedy K-shot support set: every type gets >= ``k`` mentions.
+    """Indices (sorted) of a seeded K-shot support set in which every type has >= ``k`` mentions.
 
-    The usual greedy sampler (Yang and Katiyar, 2020): visit the examples in a seeded random order and
-    keep an example when it carries a type that still has fewer than ``k`` mentions; stop once every
-    type has ``k``. Mentions are counted with ``counts_of(ex) -> {type: n}`` when given, else one per
-    type present in ``types_of(ex)`` (then K counts sentences per type). Kept sets may exceed ``k`` for
-    some types (a sentence brings all its mentions); CoNLL2003 5-shot gives about 4 x 5 = 20 sentences.
+    ``method="greedy"`` is the usual greedy sampler (Yang and Katiyar, 2020): visit the examples in a
+    seeded random order and keep an example when it carries a type that still has fewer than ``k``
+    mentions; stop once every type has ``k``. One sentence often serves several types, so CoNLL2003
+    5-shot gives about 12 sentences. ``method="per-type"`` reproduces the authors' support size
+    (types x K sentences, CoNLL2003 5-shot = 20): for each type in turn, keep the next ``k`` unused
+    sentences that contain it.
 
-    Raises :class:`FewShotError` when a type has fewer than ``k`` mentions in the whole pool, naming
-    the type, the counts and the largest feasible ``k``.
+    Mentions are counted with ``counts_of(ex) -> {type: n}`` when given, else one per type in
+    ``types_of(ex)``. A type with fewer than ``k`` mentions in the whole pool gets all of them (best effort,
+    see :func:`short_types`); when EVERY type falls short, K is larger than the split allows and
+    :class:`FewShotError` says so with the counts and the largest feasible K.
 
     >>> exs = [{"PER"}, {"LOC"}, {"PER", "LOC"}, set(), {"PER"}]
     >>> idx = sample_support(exs, lambda ex: ex, k=2, seed=0)
@@ -186,6 +198,8 @@ def sample_support(
     """
     if k < 1:
         raise FewShotError(f"k must be >= 1, got {k}.")
+    if method not in SAMPLERS:
+        raise FewShotError(f"unknown sampler {method!r}; use one of {list(SAMPLERS)}.")
     counts = [_type_counts(ex, types_of, counts_of) for ex in examples]
     total: Counter = Counter()
     for c in counts:
@@ -194,26 +208,48 @@ def sample_support(
     if not wanted:
         raise FewShotError(f"{where} has no typed mentions ({len(examples)} examples): nothing to sample K shots of.")
     short = {t: total.get(t, 0) for t in wanted if total.get(t, 0) < k}
-    if short:
-        feasible = min(total.get(t, 0) for t in wanted)
+    if len(short) == len(wanted):
+        feasible = max(total.get(t, 0) for t in wanted)
         raise _user_error(
-            f"K={k} shots asked, but {where} ({len(examples)} sentences) has fewer than {k} mentions of "
-            f"{len(short)} type(s): " + ", ".join(f"{t!r}: {n}" for t, n in sorted(short.items()))
-            + f". The largest K every type allows is {feasible}: lower `shots` to <= {feasible}, or drop the "
-            f"dataset."
+            f"K={k} shots asked, but {where} ({len(examples)} sentences) has fewer than {k} mentions of every "
+            f"type: " + ", ".join(f"{t!r}: {n}" for t, n in sorted(short.items()))
+            + f". K is larger than the split allows: lower `shots` to <= {feasible}, or drop the dataset."
         )
+    target = {t: min(k, total.get(t, 0)) for t in wanted}
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     have: Counter = Counter()
     chosen: list[int] = []
-    for i in order:
-        c = counts[i]
-        if any(have[t] < k for t in c if t in wanted):
-            chosen.append(i)
-            have.update(c)
-            if all(have[t] >= k for t in wanted):
-                break
+    if method == "greedy":
+        for i in order:
+            if any(have[t] < target[t] for t in counts[i] if t in target):
+                chosen.append(i)
+                have.update(counts[i])
+                if all(have[t] >= target[t] for t in wanted):
+                    break
+    else:
+        used: set[int] = set()
+        for t in wanted:
+            got = 0
+            for i in order:
+                if got >= k:
+                    break
+                if i not in used and counts[i].get(t):
+                    used.add(i)
+                    chosen.append(i)
+                    got += 1
     return sorted(chosen)
+
+
+def short_types(examples: Sequence[Any], types_of: Callable, k: int, counts_of: Callable | None = None,
+                types: Iterable[str] | None = None) -> dict[str, int]:
+    """``{type: mentions}`` of the types with fewer than ``k`` mentions in ``examples`` (sampled best effort).
+
+    >>> short_types([{"PER"}, {"PER"}, {"LOC"}], lambda ex: ex, 2)
+    {'LOC': 1}
+    """
+    tot = support_type_counts(examples, types_of, counts_of)
+    return {t: tot.get(t, 0) for t in sorted(set(types) if types is not None else set(tot)) if tot.get(t, 0) < k}
 
 
 def support_type_counts(
@@ -320,14 +356,14 @@ def known_datasets() -> list[str]:
     """Every dataset name :func:`load_eval_dataset` accepts."""
     from . import tasks
 
-    return sorted(set(tasks.DATASETS) | set(AUTHORS_SUPPORT))
+    return sorted(set(tasks.DATASETS) | set(getattr(tasks, "ALIASES", {})) | set(FIXED_SUPPORT))
 
 
 def _real_get_dataset(name: str) -> Any:
     from . import tasks
 
-    base = AUTHORS_SUPPORT[name][0] if name in AUTHORS_SUPPORT else name
-    if base not in tasks.DATASETS:
+    base = FIXED_SUPPORT.get(name, name)
+    if base not in tasks.DATASETS and base not in getattr(tasks, "ALIASES", {}):
         raise _user_error(f"Unknown dataset {name!r}. Known datasets: {', '.join(known_datasets())}.")
     return tasks.get_dataset(base)
 
@@ -342,12 +378,6 @@ def support_split(dataset: Any) -> str:
     if not rest:
         raise FewShotError(f"dataset {dataset.name!r} has only the splits {splits}: no split to sample support sets from.")
     return rest[0]
-
-
-def authors_support_instances(name: str) -> list[dict]:
-    """The authors' fixed K-shot support set (JSON lines of instances) for ``name`` in AUTHORS_SUPPORT."""
-    path = data_file(*AUTHORS_SUPPORT[name][1])
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def instance_sentence(inst: Mapping[str, Any]) -> tuple[str, list[str]]:
@@ -552,19 +582,12 @@ def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir
     ``run_dir`` (a resumed run) is reused as is, so every initialization sees the same set.
     """
     path = Path(run_dir) / "support" / name / f"seed{seed}.json"
-    if name in AUTHORS_SUPPORT:
-        instances = authors_support_instances(name)
-        record = {"dataset": name, "seed": seed, "source": "/".join(AUTHORS_SUPPORT[name][1]),
-                  "n_sentences": len({tuple(instance_sentence(i)[1]) for i in instances}),
-                  "n_instances": len(instances), "instances": instances}
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record, ensure_ascii=False) + "\n")
-        return [], instances, record
     split = support_split(dataset)
     pool = dataset.load(split)
     counts_of = mention_counter(dataset)
-    if path.is_file():
+    if name in FIXED_SUPPORT:
+        idx, record = list(range(len(pool))), None  # the authors' fixed support set, the same for every seed
+    elif path.is_file():
         record = json.loads(path.read_text())
         if record.get("shots") != cfg.shots or record.get("n_pool") != len(pool):
             raise FewShotError(f"{path} holds a support set for shots={record.get('shots')} over {record.get('n_pool')} "
@@ -572,14 +595,17 @@ def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir
         idx = record["indices"]
     else:
         idx = sample_support(pool, dataset.example_types, cfg.shots, seed, counts_of=counts_of,
-                             types=dataset.types(pool), where=f"the {split} split of {name}")
+                             types=dataset.types(pool), method=cfg.fewshot_sampler, where=f"the {split} split of {name}")
         record = None
     support = [pool[i] for i in idx]
     instances = _flatten_instances(dataset, support)
     if record is None:
         record = {"dataset": name, "split": split, "seed": seed, "shots": cfg.shots, "n_pool": len(pool),
+                  "fixed": name in FIXED_SUPPORT,
                   "indices": idx, "n_sentences": len(idx), "n_instances": len(instances),
+                  "sampler": "fixed" if name in FIXED_SUPPORT else cfg.fewshot_sampler,
                   "type_counts": support_type_counts(support, dataset.example_types, counts_of),
+                  "short_types": short_types(pool, dataset.example_types, cfg.shots, counts_of),
                   "examples": [jsonable(ex) for ex in support], "instances": instances}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

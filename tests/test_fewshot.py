@@ -167,9 +167,25 @@ def test_sampler_counts_mentions_not_sentences():
 def test_k_larger_than_split_allows_names_the_numbers():
     pool = [{"PER"}, {"PER"}, {"LOC"}]
     with pytest.raises(FewShotError) as e:
-        sample_support(pool, lambda ex: ex, k=2, seed=0, where="the train split of toy")
+        sample_support(pool, lambda ex: ex, k=3, seed=0, where="the train split of toy")
     msg = str(e.value)
-    assert "K=2" in msg and "'LOC': 1" in msg and "<= 1" in msg and "3 sentences" in msg
+    assert "K=3" in msg and "'LOC': 1" in msg and "'PER': 2" in msg and "<= 2" in msg and "3 sentences" in msg
+
+
+def test_a_rare_type_is_sampled_best_effort():
+    pool = [{"PER"}, {"PER"}, {"PER"}, {"LOC"}, set()]
+    idx = sample_support(pool, lambda ex: ex, k=2, seed=0)
+    got = Counter(t for i in idx for t in pool[i])
+    assert got == {"PER": 2, "LOC": 1}
+    assert fewshot.short_types(pool, lambda ex: ex, 2) == {"LOC": 1}
+
+
+def test_per_type_sampler_gives_k_sentences_per_type():
+    ds = FakeNER(n_train=60)
+    pool = ds.load("train")
+    idx = sample_support(pool, ds.example_types, k=5, seed=1, method="per-type")
+    assert len(idx) == 10 and len(set(idx)) == 10
+    assert idx == sample_support(pool, ds.example_types, k=5, seed=1, method="per-type")
 
 
 def test_capped_test_is_fixed_and_ordered():
