@@ -25,6 +25,10 @@ Two parsers:
   spans not found are dropped and counted. Overlapping spans of one label: the longer span wins, then
   the earlier one (BIO cannot hold overlaps). One instance per (sentence, label).
 
+Bad input never crashes the stage: a line that is not UTF-8 or not JSON, a row without a sentence, a
+failed request (``response`` null), an empty or garbage response (no ``label: span`` line), a label with
+more words than its sentence are skipped and counted in ``metrics.json`` (``skipped_<reason>``).
+
 Tokenization is :func:`metaie_utils.text.word_tokenize` (the corpus stage's tokenizer); quotes are
 compared in a normalized form (`` and '' match ").
 
