@@ -720,35 +720,38 @@ def config_key(obj: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def config_from_args(args) -> EvalConfig:
+    """The CLI's EvalConfig: ``params/defaults.yaml`` + ``--params`` files + ``--set`` pairs + the flags."""
+    from .params import load_params, parse_set, stage_config
+
+    overrides: dict[str, Any] = parse_set(args.set or [])
+    overrides["meta_model"] = args.model
+    overrides["datasets"] = list(args.dataset)
+    for flag, key in (("shots", "shots"), ("seeds", "fewshot_seeds"), ("seed", "seed"), ("test_cap", "test_cap"),
+                      ("backbone", "backbone"), ("init", "initializations"), ("run_name", "run_name")):
+        v = getattr(args, flag)
+        if v not in (None, "", []):
+            overrides[key] = v
+    params = load_params(args.params or [], overrides)
+    cfg = stage_config("05_fewshot_eval", params)
+    if not cfg.meta_model and "metaie" in cfg.initializations and args.init is None:
+        cfg = cfg.model_copy(update={"initializations": [i for i in cfg.initializations if i != "metaie"]})
+    return cfg
+
+
 def _cmd_evaluate(args) -> int:
+    from .plots import save
+    from .plots.eval import plot_results
     from .runs import start_run
 
-    cfg_kw: dict[str, Any] = {
-        "meta_model": args.model, "datasets": args.dataset, "shots": args.shots, "fewshot_seeds": args.seeds,
-        "test_cap": args.test_cap, "initializations": args.init, "run_name": args.run_name, "seed": args.seed,
-    }
-    if args.backbone:
-        cfg_kw["backbone"] = args.backbone
-    if not args.model and "metaie" in cfg_kw["initializations"]:
-        cfg_kw["initializations"] = [i for i in cfg_kw["initializations"] if i != "metaie"]
-    try:
-        cfg = EvalConfig(**cfg_kw)
-    except Exception as e:  # pydantic ValidationError -> one paragraph
-        raise _user_error(f"evaluate: {e}") from None
+    cfg = config_from_args(args)
     for d in cfg.datasets:
         _real_get_dataset(d)  # unknown names fail here, listing the known ones
     run = start_run(cfg)
     print(f"run directory: {run.dir}")
     run_fewshot(cfg, run.dir)
     summary = write_summary(run.dir)
-    try:
-        from .plots.eval import plot_results
-
-        from .plots import save
-
-        save(plot_results(summary), run.dir / "fewshot_f1.png")
-    except ImportError:
-        pass
+    save(plot_results(summary), run.dir / "fewshot_f1.png")
     run.finish(summary_metrics(summary))
     print(summary_table(summary).to_string())
     return 0
@@ -758,22 +761,20 @@ def register_cli(subparsers) -> None:
     """``evaluate --model DIR --dataset NAME [--shots K --seeds N --test-cap N --backbone NAME]``."""
     p = subparsers.add_parser(
         "evaluate", help="few-shot fine-tune and score initializations on IE datasets (stage 05)",
-        description="K-shot fine-tune each initialization on seeded support sets and print F1 (mean ± std over seeds).",
+        description="K-shot fine-tune each initialization on seeded support sets, score on the (capped) test "
+                    "split and print F1 (mean ± std over seeds). Unset flags come from params/defaults.yaml "
+                    "(+ --params files, --set pairs).",
     )
     p.add_argument("--model", default="", help="MetaIE checkpoint: 04 run dir, model folder or Hub name ('' = skip metaie)")
     p.add_argument("--dataset", action="append", required=True, help="dataset name (repeatable), e.g. conll2003")
-    p.add_argument("--shots", type=int, default=5, help="K per type (default 5)")
-    p.add_argument("--seeds", type=int, default=1, help="number of support sets / seeds (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    p.add_argument("--test-cap", type=int, default=100, help="test sentences per dataset, 0 = all (default 100)")
-    p.add_argument("--backbone", default="", help="vanilla backbone (default: minilm-l6)")
+    p.add_argument("--shots", type=int, default=None, help="K per type (default 5)")
+    p.add_argument("--seeds", type=int, default=None, help="number of support sets / seeds")
+    p.add_argument("--seed", type=int, default=None, help="first seed")
+    p.add_argument("--test-cap", type=int, default=None, help="test sentences per dataset, 0 = all")
+    p.add_argument("--backbone", default=None, help="vanilla backbone (default: minilm-l6)")
     p.add_argument("--init", action="append", default=None,
-                   help=f"initialization (repeatable; default vanilla + metaie): {', '.join(INITIALIZATIONS)}")
-    p.add_argument("--run-name", default="", help="run directory name under outputs/05_fewshot_eval")
-    p.set_defaults(func=lambda a: _cmd_evaluate(_defaults(a)))
-
-
-def _defaults(args):
-    if not args.init:
-        args.init = ["vanilla", "metaie"]
-    return args
+                   help=f"initialization (repeatable; default from params): {', '.join(INITIALIZATIONS)}")
+    p.add_argument("--run-name", default=None, help="run directory name under outputs/05_fewshot_eval")
+    p.add_argument("--params", action="append", help="params files layered over params/defaults.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable), e.g. fewshot_max_steps=20")
+    p.set_defaults(func=_cmd_evaluate)

@@ -331,3 +331,57 @@ def test_end_to_end_loop_on_a_tiny_random_model(tmp_path):
     sup = json.loads((tmp_path / "run" / "support" / "fake" / "seed0.json").read_text())
     assert int(rows[0]["n_instances"]) == 2 * sup["n_sentences"] == len(sup["instances"])  # 2 labels per sentence
     assert not (tmp_path / "run" / "work" / "fake" / "vanilla" / "seed0").exists()  # keep_models=False
+
+
+# ------------------------------------------------------------------------------------------- baselines
+def test_ner_distilled_checkpoint_is_count_matched_and_cached(tmp_path, monkeypatch):
+    from metaie_utils import baselines, training
+
+    responses = tmp_path / "responses.jsonl"
+    rows = [{"id": f"s{i}", "text": t, "response": r, "model": "m", "prompt_version": "ner-v1", "sample_index": 0,
+             "finish_reason": "stop", "error": None}
+            for i, (t, r) in enumerate([("Tom visits Paris .", "- Person: Tom\n- Location: Paris"),
+                                        ("Ann likes Rome .", "- Person: Ann\n- City: Rome"),
+                                        ("Bob sees Oslo .", "- Person: Bob")])]
+    responses.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    calls = []
+
+    def fake_finetune(instances, init, out, recipe, architecture="seqlabel", **kw):
+        calls.append((len(instances), init, recipe.lr))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return Path(out)
+
+    monkeypatch.setattr(training, "finetune", fake_finetune)
+    cfg = EvalConfig(out_root=str(tmp_path / "out"), ner_responses=str(responses), baseline_instances=3, meta_model="")
+    ckpt = baselines.ner_distilled_checkpoint(cfg)
+    assert calls == [(3, "minilm-l6", training.TrainConfig().meta_lr)]  # 5 instances -> 3, 04's default recipe
+    saved = json.loads((ckpt.parent / "instances.json").read_text())
+    assert len(saved) == 3 and all(i["words"][1] == ":" or ":" in i["words"] for i in saved)
+    assert baselines.ner_distilled_checkpoint(cfg) == ckpt and len(calls) == 1  # finished checkpoint reused
+
+
+def test_multiie_pools_train_instances_of_every_source(monkeypatch):
+    from metaie_utils import baselines
+
+    got = baselines.multiie_instances(["ncbi-disease", "casie"], get_dataset=lambda n: FakeNER(n, n_train=6))
+    assert len(got) == 2 * 6 * 2 and {i["source"] for i in got} == {"ncbi-disease", "casie"}
+    with pytest.raises(baselines.BaselineError, match="FewNERD"):
+        baselines.multiie_instances(["fewnerd"], get_dataset=lambda n: FakeNER())
+
+
+def test_cli_config_layers_flags_over_params():
+    import argparse
+
+    args = argparse.Namespace(model="", dataset=["wnut17"], shots=3, seeds=2, seed=None, test_cap=7, backbone=None,
+                              init=None, run_name="x", params=["params/smoke.yaml"], set=["fewshot_lr=0.001"])
+    cfg = fewshot.config_from_args(args)
+    assert (cfg.datasets, cfg.shots, cfg.fewshot_seeds, cfg.test_cap, cfg.fewshot_lr, cfg.run_name) == (["wnut17"], 3, 2, 7, 0.001, "x")
+    assert "metaie" not in cfg.initializations  # no --model: metaie dropped instead of noted
+
+
+def test_cli_unknown_dataset_exits_2(capsys):
+    from metaie_utils.cli import main
+
+    assert main(["evaluate", "--dataset", "conll2033"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown dataset 'conll2033'" in err and "conll2003" in err
