@@ -50,9 +50,14 @@ def f1_vs_params(scores: Any, metric: str = "f1", title: str = "Few-shot F1 agai
                     linestyle=styles.get(init, "-"), label=f"{task} · {init}")
         for x, y, lab in zip(g["n_params"] / 1e6, g["mean"], g["label"]):
             if init == "metaie" or len(styles) == 1:
-                ax.annotate(str(lab).replace("backbone=", "").replace("num_layers=", "L="), (x, y), fontsize=6,
+                short = str(lab).replace("backbone=", "").replace("num_layers=0", "all layers").replace("num_layers=", "layers=")
+                ax.annotate(short, (x, y), fontsize=6,
                             xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
     ax.set_xlabel("parameters (millions, log)")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(title, fontsize=10)
