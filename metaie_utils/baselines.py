@@ -320,31 +320,30 @@ def demonstrations(instances: Iterable[Mapping[str, Any]]) -> list[tuple[list[st
     return [(list(k), v) for k, v in by_sent.items()]
 
 
-def icl_prompt(words: Sequence[str], labels: Sequence[str], demos: Sequence[tuple[list[str], list[tuple[str, str]]]],
-               max_words: int = ICL_MAX_PROMPT_WORDS) -> str:
-    """The few-shot NER prompt: instructions, K-shot demonstrations, then the query sentence.
+def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tuple[list[str], list[tuple[str, str]]]],
+                 max_words: int = ICL_MAX_PROMPT_WORDS) -> list[dict[str, str]]:
+    """The few-shot NER chat: an instruction, one (user sentence, assistant answer) turn per demonstration,
+    then the query sentence as the last user message. Demonstrations beyond ``max_words`` are dropped.
 
-    >>> print(icl_prompt(["Tom", "runs"], ["Person"], [(["Ann", "sings"], [("Person", "Ann")])]))
-    Extract the entities of these types: Person. Answer one entity per line as "- <type>: <span>"; write "- none" when there is none.
-    <BLANKLINE>
-    Sentence: Ann sings
-    Entities:
-    - Person: Ann
-    <BLANKLINE>
-    Sentence: Tom runs
-    Entities:
+    >>> for m in icl_messages(["Tom", "runs"], ["Person"], [(["Ann", "sings"], [("Person", "Ann")])]):
+    ...     print(m["role"], "|", m["content"])
+    system | Extract the entities of these types from the user's sentence: Person. Answer one entity per line as "- <type>: <span>", copying the span from the sentence; answer "- none" when there is none.
+    user | Ann sings
+    assistant | - Person: Ann
+    user | Tom runs
     """
-    head = (f"Extract the entities of these types: {', '.join(labels)}. Answer one entity per line as "
-            f'"- <type>: <span>"; write "- none" when there is none.')
-    parts, budget = [head], max_words - len(words)
+    msgs = [{"role": "system", "content": (
+        f"Extract the entities of these types from the user's sentence: {', '.join(labels)}. Answer one entity per "
+        f'line as "- <type>: <span>", copying the span from the sentence; answer "- none" when there is none.')}]
+    budget = max_words - len(words)
     for dw, spans in demos:
         if budget - len(dw) < 0:
             break
         budget -= len(dw)
-        ans = "\n".join(f"- {lab}: {txt}" for lab, txt in spans) or "- none"
-        parts.append(f"Sentence: {' '.join(dw)}\nEntities:\n{ans}")
-    parts.append(f"Sentence: {' '.join(words)}\nEntities:")
-    return "\n\n".join(parts)
+        msgs.append({"role": "user", "content": " ".join(dw)})
+        msgs.append({"role": "assistant", "content": "\n".join(f"- {lab}: {txt}" for lab, txt in spans) or "- none"})
+    msgs.append({"role": "user", "content": " ".join(words)})
+    return msgs
 
 
 def parse_icl_response(response: str | None, words: Sequence[str], labels: Sequence[str]) -> list[IclSpan]:
@@ -388,7 +387,7 @@ def parse_icl_response(response: str | None, words: Sequence[str], labels: Seque
 class IclExtractor:
     """``.extract(texts, labels)`` by prompting an LLM with K-shot demonstrations (the ``llm-icl`` baseline).
 
-    ``complete(prompts) -> list[str | None]`` is the completion function (the teacher's client).
+    ``complete(chats) -> list[str | None]`` answers chat message lists (the teacher's client, greedy).
     """
 
     complete: Any
@@ -400,8 +399,8 @@ class IclExtractor:
 
         words = [list(t) if not isinstance(t, str) else word_tokenize(t) for t in texts]
         per_text = labels if labels and not isinstance(labels[0], str) else [list(labels)] * len(words)
-        prompts = [icl_prompt(w, labs, self.demos) for w, labs in zip(words, per_text)]
-        responses = self.complete(prompts)
+        chats = [icl_messages(w, labs, self.demos) for w, labs in zip(words, per_text)]
+        responses = self.complete(chats)
         return [parse_icl_response(r, w, labs) for r, w, labs in zip(responses, words, per_text)]
 
     def close(self) -> None:
@@ -422,8 +421,8 @@ def icl_extractor(cfg: Any, support: list, dataset: Any) -> IclExtractor:
     cache.parent.mkdir(parents=True, exist_ok=True)
     client = stack.enter_context(teacher_client(cfg.teacher, cfg.base_url, cfg.api_key_env, cache))
 
-    def complete(prompts: list[str]) -> list[str | None]:
-        return llm_complete(client, prompts)
+    def complete(chats: list[list[dict]]) -> list[str | None]:
+        return llm_complete(client, chats)
 
     return IclExtractor(complete=complete, demos=demonstrations(instances), closer=stack.close)
 
@@ -445,8 +444,8 @@ def teacher_client(teacher: str, base_url: str = "", api_key_env: str = "OPENAI_
         yield LLMClient(base_url or None, teacher, api_key_env=api_key_env, concurrency=concurrency, cache_path=cache_path)
 
 
-def llm_complete(client: Any, prompts: list[str]) -> list[str | None]:
-    """Greedy completions of ``prompts`` through an :class:`metaie_utils.llm.LLMClient` (None on failure)."""
-    reqs = [{"messages": [{"role": "user", "content": p}], "temperature": 0.0, "max_tokens": 128, "sample_index": 0,
-             "prompt_version": "icl-ner-v1"} for p in prompts]
+def llm_complete(client: Any, chats: list[list[dict]], max_tokens: int = 128) -> list[str | None]:
+    """Greedy answers to chat message lists through an :class:`metaie_utils.llm.LLMClient` (None on failure)."""
+    reqs = [{"messages": m, "temperature": 0.0, "max_tokens": max_tokens, "sample_index": 0, "prompt_version": "icl-ner-v1"}
+            for m in chats]
     return [c.text for c in client.complete_many(reqs, progress=False)]

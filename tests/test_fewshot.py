@@ -19,7 +19,7 @@ from metaie_utils.baselines import (
     IclExtractor,
     demonstrations,
     find_upstream,
-    icl_prompt,
+    icl_messages,
     parse_icl_response,
     subsample,
 )
@@ -218,10 +218,11 @@ def test_instance_spans_and_demonstrations():
     assert demonstrations([inst]) == [(["EU", "rejects", "German", "call"], [("Other entity", "EU"), ("Other entity", "German")])]
 
 
-def test_icl_prompt_and_parser_round_trip():
+def test_icl_messages_and_parser_round_trip():
     demos = [(["Ann", "sings", "in", "Rome"], [("Person", "Ann"), ("Location", "Rome")])]
-    prompt = icl_prompt(["Tom", "visits", "Paris"], ["Person", "Location"], demos)
-    assert prompt.count("Sentence:") == 2 and prompt.endswith("Sentence: Tom visits Paris\nEntities:")
+    msgs = icl_messages(["Tom", "visits", "Paris"], ["Person", "Location"], demos)
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
+    assert msgs[2]["content"] == "- Person: Ann\n- Location: Rome" and msgs[-1]["content"] == "Tom visits Paris"
     spans = parse_icl_response("- Person: Tom\n- location: paris\n- Date: today\n- Person: Zed", ["Tom", "visits", "Paris"],
                                ["Person", "Location"])
     assert [(s.label, s.word_start, s.word_end, s.text) for s in spans] == [("Person", 0, 1, "Tom"), ("Location", 2, 3, "Paris")]
@@ -231,17 +232,32 @@ def test_icl_prompt_and_parser_round_trip():
 def test_icl_extractor_scores_through_the_dataset():
     ds = FakeNER()
 
-    def complete(prompts):
-        out = []
-        for p in prompts:
-            words = p.rsplit("Sentence: ", 1)[1].split("\n")[0].split()
-            out.append("\n".join(f"- Person: {w}" for w in words if w in PEOPLE) or "- none")
-        return out
+    def complete(chats):
+        return ["\n".join(f"- Person: {w}" for w in m[-1]["content"].split() if w in PEOPLE) or "- none" for m in chats]
 
     ext = IclExtractor(complete=complete, demos=demonstrations(ds.instances(ds.load("train")[0])))
     test = ds.load("test")
     scores = fake_score(ds, [ds.gold(ex) for ex in test], ds.predict(ext, test))
     assert scores["entity"]["precision"] == 1.0 and 0 < scores["entity"]["recall"] < 1
+
+
+def test_icl_extractor_against_a_real_openai_compatible_server(tmp_path):
+    """The fake server answers '- First: <first word of the last user message>'."""
+    import sys
+
+    from metaie_utils import baselines
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "distill"))
+    fake_openai = pytest.importorskip("fake_openai")
+    cfg = EvalConfig(out_root=str(tmp_path), teacher="fake-model")
+    demo = [{"words": ["First", ":", "Ann", "sings"], "ner": ["O", "O", "B", "O"]}]
+    with fake_openai.FakeOpenAI() as srv:
+        cfg = cfg.model_copy(update={"base_url": srv.base_url})
+        ext = baselines.icl_extractor(cfg, demo, dataset=None)
+        out = ext.extract([["Tom", "visits", "Tom"], ["Zed", "sees", "Oslo"]], ["First", "Location"])
+        ext.close()
+    assert [[(s.label, s.word_start) for s in spans] for spans in out] == [[("First", 0), ("First", 2)], [("First", 0)]]
+    assert (tmp_path / "baselines" / "icl-cache.sqlite").is_file()
 
 
 def test_subsample_is_seeded():
