@@ -699,7 +699,20 @@ def run_fewshot(
             shutil.rmtree(work, ignore_errors=True)
         log(f"{name} {init} seed{seed}: " + ", ".join(f"{r['subtask']} F1={100 * r['f1']:.2f}" for r in rows))
     (run_dir / "notes.json").write_text(json.dumps(notes, indent=2) + "\n")
+    if not cfg.keep_models:
+        _remove_empty_dirs(run_dir / "work")
     return read_results(results_path)
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    """Delete empty folders under ``root`` (and ``root`` itself when it ends up empty), deepest first."""
+    if not root.is_dir():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
 
 
 def write_summary(run_dir: str | Path) -> Any:

@@ -346,7 +346,7 @@ def test_end_to_end_loop_on_a_tiny_random_model(tmp_path):
     assert int(rows[0]["n_gold"]) == n_gold and 0.0 <= float(rows[0]["f1"]) <= 1.0
     sup = json.loads((tmp_path / "run" / "support" / "fake" / "seed0.json").read_text())
     assert int(rows[0]["n_instances"]) == 2 * sup["n_sentences"] == len(sup["instances"])  # 2 labels per sentence
-    assert not (tmp_path / "run" / "work" / "fake" / "vanilla" / "seed0").exists()  # keep_models=False
+    assert not (tmp_path / "run" / "work").exists()  # keep_models=False: fine-tuned checkpoints deleted
 
 
 # ------------------------------------------------------------------------------------------- baselines
@@ -401,3 +401,17 @@ def test_cli_unknown_dataset_exits_2(capsys):
     assert main(["evaluate", "--dataset", "conll2033"]) == 2
     err = capsys.readouterr().err
     assert "Unknown dataset 'conll2033'" in err and "conll2003" in err
+
+
+def test_plot_draws_one_bar_per_dataset_subtask_and_init():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from metaie_utils.plots.eval import plot_results
+
+    rows = [{"dataset": d, "subtask": "entity", "initialization": i, "seed": 0, "f1": 0.5, "precision": 0.5, "recall": 0.5,
+             "n_test": 10, "test_cap": 10, "shots": 5} for d in ("a", "b") for i in ("metaie", "vanilla")]
+    fig = plot_results(summarize(rows))
+    ax = fig.axes[0]
+    assert len(ax.patches) == 4 and [t.get_text() for t in ax.get_legend().get_texts()] == ["vanilla", "metaie"]
+    assert {round(p.get_height(), 1) for p in ax.patches} == {50.0}
