@@ -273,10 +273,35 @@ def multiie_instances(names: Iterable[str], get_dataset=None) -> list[dict]:
     return out
 
 
+def balanced_subsample(instances: Sequence[Mapping[str, Any]], n: int, seed: int, key: str = "source") -> list:
+    """``n`` instances with an equal share per ``key`` value (a source with fewer gives all it has and the
+    rest goes to the others); all of them when ``n <= 0`` or ``n >= len``.
+
+    >>> xs = [{"source": "a"}] * 10 + [{"source": "b"}] * 2
+    >>> sorted(x["source"] for x in balanced_subsample(xs, 6, 0))
+    ['a', 'a', 'a', 'a', 'b', 'b']
+    """
+    if n <= 0 or n >= len(instances):
+        return list(instances)
+    groups: dict[Any, list] = defaultdict(list)
+    for inst in instances:
+        groups[inst.get(key)].append(inst)
+    quota: dict[Any, int] = {}
+    left, names = n, sorted(groups, key=lambda g: len(groups[g]))
+    for i, g in enumerate(names):  # smallest sources first, each takes at most an equal share of what is left
+        quota[g] = min(len(groups[g]), left // (len(names) - i))
+        left -= quota[g]
+    out = []
+    for g in sorted(groups, key=str):
+        out.extend(subsample(groups[g], quota[g], seed))
+    return out
+
+
 def multiie_checkpoint(cfg: Any) -> Path:
-    """Build (or reuse) the MultiIE-substitute checkpoint: human NER + RE + EE instances, count-matched."""
+    """Build (or reuse) the MultiIE-substitute checkpoint: human NER + RE + EE instances, count-matched
+    (``baseline_instances`` or MetaIE's count) with an equal share per source dataset."""
     n = cfg.baseline_instances or metaie_instance_count(cfg.meta_model)
-    instances = subsample(multiie_instances(cfg.multiie_datasets), n, cfg.seed)
+    instances = balanced_subsample(multiie_instances(cfg.multiie_datasets), n, cfg.seed)
     recipe, train_params = meta_training_recipe(cfg.meta_model)
     settings = {"sources": list(cfg.multiie_datasets), "n": len(instances), "backbone": cfg.backbone,
                 "num_layers": cfg.num_layers, "train": train_params, "seed": cfg.seed}

@@ -659,6 +659,7 @@ def run_fewshot(
     for name in cfg.datasets:
         datasets[name] = backend.get_dataset(name)
 
+    supports: dict[tuple[str, int], tuple[list, list[dict], dict]] = {}
     jobs = [(d, s, i) for d in cfg.datasets for s in cfg.seeds for i in inits]
     bar = tqdm(jobs, desc="few-shot", unit="run")
     for name, seed, init in bar:
@@ -666,7 +667,9 @@ def run_fewshot(
         if (name, init, str(seed)) in done:
             continue
         ds = datasets[name]
-        support, instances, record = prepare_support(ds, name, cfg, seed, run_dir)
+        if (name, seed) not in supports:  # one support set per (dataset, seed), shared by every initialization
+            supports[(name, seed)] = prepare_support(ds, name, cfg, seed, run_dir)
+        support, instances, record = supports[(name, seed)]
         test = capped_test(ds.load("test"), cfg.test_cap)
         base = {"dataset": name, "task": getattr(ds, "task", ""), "initialization": init, "seed": seed,
                 "n_test": len(test), "test_cap": cfg.test_cap, "shots": cfg.shots,
