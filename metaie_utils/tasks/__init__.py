@@ -348,7 +348,7 @@ ALIASES = {"bionlp2004": "jnlpba", "wnut17": "wnut2017", "ncbi_disease": "ncbi-d
            "up_ewt": "up-ewt", "qasrl": "qasrl-gs", "14lap": "aste-14lap", "14res": "aste-14res"}
 
 
-def get_dataset(name: str, **options) -> TaskDataset:
+def get_dataset(name: str, /, **options) -> TaskDataset:
     """The dataset called ``name`` (see ``DATASETS``), built with ``options``.
 
     >>> get_dataset("conll2003").task

@@ -135,15 +135,18 @@ def span_text(tokens: Sequence[str], span: Span) -> str:
 
 
 def verbalize(raw: str) -> str:
-    """Default natural-language name of a raw type: separators to spaces, first letter upper.
+    """Default natural-language name of a raw type: separators to spaces, lower case except short
+    all-caps acronyms (2-3 letters), first letter upper. Pass your own table for anything better.
 
-    >>> verbalize("creative-work"), verbalize("cell_line"), verbalize("Number-of-Victim")
-    ('Creative work', 'Cell line', 'Number of victim')
+    >>> verbalize("creative-work"), verbalize("cell_line"), verbalize("Number-of-Victim"), verbalize("DRUG_NAME")
+    ('Creative work', 'Cell line', 'Number of victim', 'Drug name')
+    >>> verbalize("CVE"), verbalize("Vulnerable_System_Version")
+    ('CVE', 'Vulnerable system version')
     """
     words = re.sub(r"[-_]+", " ", raw).split()
     if not words:
         raise ValueError(f"cannot verbalize the empty type name {raw!r}")
-    text = " ".join(w if (w.isupper() and len(w) > 1) else w.lower() for w in words)
+    text = " ".join(w if (w.isupper() and 1 < len(w) <= 3) else w.lower() for w in words)
     return text[0].upper() + text[1:]
 
 

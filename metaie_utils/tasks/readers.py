@@ -115,6 +115,8 @@ def read_conll_columns(
                 start_line = n + 1
                 continue
             try:
+                if len(cols) < 2:
+                    raise IndexError(tag_col)
                 tok, tag = cols[token_col], cols[tag_col]
             except IndexError:
                 raise FormatError(path, n, f"line {line[:80]!r} has {len(cols)} column(s)",
