@@ -5,7 +5,7 @@ from __future__ import annotations
 import doctest
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metaie_utils import metrics
@@ -95,6 +95,7 @@ def test_mean_std():
 tuples = st.sets(st.tuples(st.integers(0, 5), st.integers(0, 5), st.sampled_from("AB")), max_size=6)
 
 
+@settings(deadline=None)
 @given(st.lists(st.tuples(tuples, tuples), max_size=5))
 def test_prf_properties(pairs):
     gold = [g for g, _ in pairs]

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import functools
 import glob
+import hashlib
+import os
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +109,45 @@ def _cached(fn: Callable, *args: Any) -> list[Example]:
 def _fresh(fn: Callable, *args: Any) -> Callable[[], list[Example]]:
     """A zero-argument reader over the process-wide parse cache (examples are shared: do not mutate)."""
     return lambda: _cached(fn, *args)
+
+
+READER_VERSION = 1  # bump when a reader's output changes: invalidates the on-disk parse cache
+DISK_CACHE_ENV = "METAIE_TASKS_CACHE"
+
+
+def _stat_key(arg: Any) -> Any:
+    """A path argument's identity for the cache key: (path, size, mtime_ns, entries for folders)."""
+    if isinstance(arg, str) and os.path.exists(arg):
+        st = os.stat(arg)
+        n = len(os.listdir(arg)) if os.path.isdir(arg) else 0
+        return (os.path.abspath(arg), st.st_size, st.st_mtime_ns, n)
+    return repr(arg)
+
+
+def _disk_cached(fn: Callable, *args: Any) -> list[Example]:
+    """``fn(*args)`` through a pickle in ``cache_dir()/tasks`` keyed by the function, the arguments,
+    the files' size and mtime and ``READER_VERSION``; for the readers that tokenize raw text (CASIE,
+    SemEval: tens of seconds). ``METAIE_TASKS_CACHE=0`` turns it off. The write is atomic."""
+    if os.environ.get(DISK_CACHE_ENV, "1") == "0":
+        return fn(*args)
+    from ..paths import cache_dir
+
+    key = hashlib.sha1(repr((fn.__module__, fn.__qualname__, READER_VERSION, [_stat_key(a) for a in args])).encode()).hexdigest()
+    folder = cache_dir() / "tasks"
+    path = folder / f"{fn.__name__}-{key[:16]}.pkl"
+    if path.is_file():
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            path.unlink(missing_ok=True)  # stale or truncated: parse again
+    out = fn(*args)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump(out, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,7 +239,8 @@ def semeval2010_task8(**options) -> REDataset:
     """SemEval-2010 Task 8 as ``<nominal> <relation phrase>`` -> other nominal queries (no entity stage)."""
     _options_error("semeval2010-task8", options, [])
     files = {"train": "TRAIN_FILE.TXT", "test": "TEST_FILE_FULL.TXT"}
-    readers = {s: _fresh(R.read_semeval2010_task8, str(data_file("semeval2010_task8", f)), f"semeval2010-task8/{s}") for s, f in files.items()}
+    readers = {s: _fresh(_disk_cached, R.read_semeval2010_task8, str(data_file("semeval2010_task8", f)), f"semeval2010-task8/{s}")
+               for s, f in files.items()}
     return REDataset("semeval2010-task8", readers, {"Nominal": "Nominal"}, LABELS["semeval2010-task8-relation"], None, entity_stage=False)
 
 
@@ -260,7 +303,7 @@ def casie(**options) -> EEDataset:
     """CASIE cybersecurity events, sentence level, UIE document split (train also serves MultiIE)."""
     _options_error("casie", options, [])
     root = str(data_dir() / "casie" / "annotation")
-    readers = {s: _fresh(_read_casie_split, root, s) for s in ("train", "dev", "test")}
+    readers = {s: _fresh(_disk_cached, _read_casie_split, root, s) for s in ("train", "dev", "test")}
     roles = sorted({r for rs in CASIE_ROLES.values() for r in rs})
     return EEDataset("casie", readers, LABELS["casie-event"], {r: verbalize(r) for r in roles}, CASIE_ROLES)
 
