@@ -260,3 +260,31 @@ def test_oracle_round_trip_casie_document():
     pred = ds.predict(OracleExtractor(ds, exs), exs)
     res = score(ds, [ds.gold(e) for e in exs], pred)
     assert res["trigger"]["f1"] >= 0.95 and res["argument"]["f1"] >= 0.9, res
+
+
+class ResolvingExtractor(PlantedExtractor):
+    """Like MetaIE.extract: ``conflict="confidence"`` (default) keeps one label per span and text."""
+
+    def extract(self, texts, labels, conflict="confidence"):
+        out = super().extract(texts, labels)
+        if conflict == "all":
+            return out
+        best = []
+        for spans in out:
+            keep = {}
+            for sp in spans:
+                k = (sp.word_start, sp.word_end)
+                if k not in keep or sp.score > keep[k].score:
+                    keep[k] = sp
+            best.append(list(keep.values()))
+        return best
+
+
+def test_one_tail_of_two_heads_survives_extractor_conflict_resolution():
+    ds = re_toy()
+    ex = Example("t/0", "Tom and Ann live in Rome".split(), entities=[(0, 1, "Peop"), (2, 3, "Peop"), (5, 6, "Loc")],
+                 relations=[(0, 1, "Peop", 5, 6, "Loc", "Live_In"), (2, 3, "Peop", 5, 6, "Loc", "Live_In")])
+    sent = " ".join(ex.tokens)
+    fx = ResolvingExtractor({(sent, "Person"): [(0, 1, 0.9), (2, 3, 0.9)], (sent, "Location"): [(5, 6, 0.9)],
+                             (sent, "Tom lives in"): [(5, 6, 0.8)], (sent, "Ann lives in"): [(5, 6, 0.7)]})
+    assert ds.predict(fx, [ex])[0]["relation"] == set(ex.relations)

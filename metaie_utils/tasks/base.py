@@ -14,6 +14,7 @@ Offsets are half-open word indices ``(start, end)`` into ``Example.tokens`` ever
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -168,6 +169,19 @@ def _get(span: Any, name: str) -> Any:
     return span[name] if isinstance(span, dict) else getattr(span, name)
 
 
+def _extract_all(extractor: Extractor, texts: list[list[str]], labels: list[list[str]]) -> list[list[Any]]:
+    """``extractor.extract`` WITHOUT its cross-label conflict resolution when it has one
+    (``MetaIE.extract(..., conflict="all")``): a stage-2 answer may rightly appear under two labels (one
+    tail of two heads), and stage 1 resolves same-span conflicts itself (:func:`resolve_conflicts`)."""
+    try:
+        params = inspect.signature(extractor.extract).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "conflict" in params:
+        return extractor.extract(texts, labels, conflict="all")
+    return extractor.extract(texts, labels)
+
+
 def run_queries(
     extractor: Extractor,
     texts: Sequence[Sequence[str]],
@@ -178,7 +192,7 @@ def run_queries(
     """Ask ``extractor`` every label of ``labels[i]`` on ``texts[i]``; spans as ``(start, end, label, score)``.
 
     Texts without labels are skipped (empty result). Calls ``extract`` on chunks of ``batch_size`` texts
-    (one label list per text) under a tqdm bar.
+    (one label list per text) under a tqdm bar, with the extractor's own conflict resolution off.
     """
     from tqdm.auto import tqdm
 
@@ -190,7 +204,7 @@ def run_queries(
     with tqdm(total=n_pairs, desc=desc, unit="query", disable=n_pairs == 0, leave=False) as bar:
         for b in range(0, len(todo), max(1, batch_size)):
             idx = todo[b:b + max(1, batch_size)]
-            res = extractor.extract([list(texts[i]) for i in idx], [list(labels[i]) for i in idx])
+            res = _extract_all(extractor, [list(texts[i]) for i in idx], [list(labels[i]) for i in idx])
             if len(res) != len(idx):
                 raise ValueError(f"extractor.extract returned {len(res)} results for {len(idx)} texts")
             for i, spans in zip(idx, res):
