@@ -415,3 +415,50 @@ def test_plot_draws_one_bar_per_dataset_subtask_and_init():
     ax = fig.axes[0]
     assert len(ax.patches) == 4 and [t.get_text() for t in ax.get_legend().get_texts()] == ["vanilla", "metaie"]
     assert {round(p.get_height(), 1) for p in ax.patches} == {50.0}
+
+
+def _fake_run(root: Path, stage: str, params: dict, files: dict[str, str]) -> Path:
+    d = root / stage / "r"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "manifest.json").write_text(json.dumps({"stage": stage, "params": params}))
+    for name, text in files.items():
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(text)
+    return d
+
+
+def test_ner_distillation_follows_provenance_to_metaie_sentences_and_teacher(tmp_path, monkeypatch):
+    """04 -> 03 -> 02 -> 01 manifests lead to MetaIE's sentences and teacher; the teacher (a real local
+    OpenAI-compatible server) is asked with prompt ner-v1; the NER instances are count-matched to MetaIE's."""
+    import sys
+
+    from metaie_utils import baselines, training
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "distill"))
+    fake_openai = pytest.importorskip("fake_openai")
+    sents = [{"id": f"s{i}", "text": f"Word{i} met Ann in Rome .", "source": "t", "doc_id": "d"} for i in range(6)]
+    calls = []
+
+    def fake_finetune(instances, init, out, recipe, architecture="seqlabel", **kw):
+        calls.append(instances)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return Path(out)
+
+    monkeypatch.setattr(training, "finetune", fake_finetune)
+    with fake_openai.FakeOpenAI() as srv:
+        r1 = _fake_run(tmp_path, "01_sample_corpus", {}, {"sentences.jsonl": "".join(json.dumps(s) + "\n" for s in sents)})
+        r2 = _fake_run(tmp_path, "02_distill_llm", {"input_dir": str(r1), "teacher": "fake-model", "base_url": srv.base_url,
+                                                    "prompt_version": "metaie-v1"}, {"responses.jsonl": ""})
+        metaie_instances = [{"words": ["First", ":", "Word0"], "ner": ["O", "O", "B"]}] * 4
+        r3 = _fake_run(tmp_path, "03_convert_bio", {"input_dir": str(r2)}, {"instances.json": json.dumps(metaie_instances)})
+        r4 = _fake_run(tmp_path, "04_train_meta_model", {"input_dir": str(r3), "meta_lr": 3e-5}, {"model/config.json": "{}"})
+        cfg = EvalConfig(out_root=str(tmp_path / "out"), meta_model=str(r4))
+        ckpt = baselines.ner_distilled_checkpoint(cfg)
+        asked = sum(srv.served.values())
+    assert asked == 6  # one ner-v1 request per MetaIE sentence
+    assert len(calls) == 1 and len(calls[0]) == 4  # 6 NER instances subsampled to MetaIE's 4
+    assert all(i["words"][:2] == ["First", ":"] and "B" in i["ner"] for i in calls[0])
+    rows = [json.loads(x) for x in (ckpt.parent.parent.glob("ner-responses-*/responses.jsonl")).__next__().read_text().splitlines()]
+    assert {r["prompt_version"] for r in rows} == {"ner-v1"} and len(rows) == 6
+    info = json.loads((ckpt.parent / "baseline.json").read_text())
+    assert info["settings"]["train"]["meta_lr"] == 3e-5  # 04's recipe, read from its manifest
