@@ -602,9 +602,27 @@ def read_sweep(name_or_path: str | Path, out_root: str | Path = "outputs") -> Sw
     return SweepResults(name=name, spec=spec, kind=ablation_kind(spec), varied=varied, points=points, scores=scores)
 
 
-def load_sweeps(names: Sequence[str] = (), out_root: str | Path = "outputs") -> list[SweepResults]:
-    """Read the named sweeps (names, spec paths or sweep.json paths); ``[]`` = every recorded sweep."""
+def missing_sweeps(names: Sequence[str], out_root: str | Path = "outputs") -> list[str]:
+    """The named sweeps that have no sweep.json yet (not started)."""
+    out = []
+    for n in names:
+        try:
+            sweep_record_path(n, out_root)
+        except FileNotFoundError:
+            out.append(str(n))
+    return out
+
+
+def load_sweeps(names: Sequence[str] = (), out_root: str | Path = "outputs", skip_missing: bool = True) -> list[SweepResults]:
+    """Read the named sweeps (names, spec paths or sweep.json paths); ``[]`` = every recorded sweep.
+
+    ``skip_missing``: leave out named sweeps that were never started (list them with
+    :func:`missing_sweeps`); False raises FileNotFoundError naming the command that records them.
+    """
     names = list(names) or find_sweeps(out_root)
+    if skip_missing:
+        gone = set(missing_sweeps(names, out_root))
+        names = [n for n in names if str(n) not in gone]
     return [read_sweep(n, out_root) for n in names]
 
 

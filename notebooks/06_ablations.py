@@ -62,6 +62,9 @@ print("run directory:", run.dir)
 
 # %%
 results = ablations.load_sweeps(cfg.sweeps, cfg.out_root)
+not_started = ablations.missing_sweeps(cfg.sweeps, cfg.out_root)
+if not_started:
+    display(Markdown(f"Not recorded yet (run `python -m metaie_utils sweep params/sweeps/NAME.yaml`): {', '.join(not_started)}"))
 if not results:
     display(Markdown("**" + ablations.no_sweeps_message(cfg.out_root).replace("\n", "  \n") + "**"))
 for res in results:

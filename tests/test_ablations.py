@@ -259,6 +259,9 @@ def test_missing_sweep_and_corrupt_record(tmp_path):
     with pytest.raises(SweepSpecError, match="lacks 'spec' or 'points'"):
         ab.read_sweep("bad", tmp_path)
     assert ab.load_sweeps([], tmp_path / "empty") == []
+    assert ab.load_sweeps(["nope"], tmp_path) == [] and ab.missing_sweeps(["nope", "bad"], tmp_path) == ["nope"]
+    with pytest.raises(FileNotFoundError):
+        ab.load_sweeps(["nope"], tmp_path, skip_missing=False)
     assert "No finished sweep" in ab.no_sweeps_message(tmp_path / "empty")
 
 
