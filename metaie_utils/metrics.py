@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 
-__all__ = ["prf", "string_prf", "mean_std", "safe_div"]
+__all__ = ["prf", "string_prf", "span_strings", "mean_std", "safe_div"]
 
 
 def safe_div(num: float, den: float) -> float:
@@ -117,6 +117,17 @@ def string_prf(gold: Sequence[Iterable[Hashable]], pred: Sequence[Iterable[Hasha
         n_pred += len(pl)
         tp += sum(1 for x in pl if x in gset)
     return _counts_to_prf(tp, n_gold, n_pred)
+
+
+def span_strings(tokens: Sequence[str], spans: Iterable[tuple]) -> list[tuple[str, str]]:
+    """``(start, end, label)`` word spans of one sentence -> the authors' ``(label, span text)`` items
+    for :func:`string_prf` (words joined by single spaces, as their RoBERTa decoding gives). Extra tuple
+    fields after the label are ignored; order and duplicates are kept.
+
+    >>> span_strings(["Paris", "is", "not", "Paris"], [(0, 1, "LOC"), (3, 4, "LOC")])
+    [('LOC', 'Paris'), ('LOC', 'Paris')]
+    """
+    return [(str(sp[2]), " ".join(tokens[sp[0]:sp[1]])) for sp in spans]
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metaie_utils import metrics
-from metaie_utils.metrics import mean_std, prf, string_prf
+from metaie_utils.metrics import mean_std, prf, span_strings, string_prf
 
 pytestmark = pytest.mark.unit
 
@@ -80,8 +80,8 @@ def test_string_prf_vs_offsets_on_wrong_occurrence():
     gold_off = [{(0, 1, "Location")}]
     pred_off = [{(3, 4, "Location")}]
     assert prf(gold_off, pred_off)["tp"] == 0
-    to_str = lambda spans: [(lab, " ".join(words[s:e])) for s, e, lab in spans]  # noqa: E731
-    assert string_prf([to_str(gold_off[0])], [to_str(pred_off[0])])["tp"] == 1
+    assert string_prf([span_strings(words, gold_off[0])], [span_strings(words, pred_off[0])])["tp"] == 1
+    assert span_strings(words, [(0, 1, "Location")]) == [("Location", "Paris")]
 
 
 def test_mean_std():
