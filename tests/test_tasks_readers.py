@@ -8,7 +8,6 @@ counts are in the ``slow`` tier, and a unit test reads a few records of each.
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 
 import pytest
