@@ -20,8 +20,8 @@ Backbones:
 
 - causal LMs (``AutoModelForCausalLM``): any Hub name or folder, or a GGUF file. Offline here,
   ``init="smollm2-135m"`` loads the packaged SmolLM2-135M GGUF through transformers' GGUF support
-  (``from_pretrained(dir, gguf_file=name)``, dequantized to float32; needs the ``gguf`` package);
-  ``qwen2.5-0.5b`` likewise.
+  (``from_pretrained(dir, gguf_file=name)``, dequantized to float32 once and cached as a plain folder,
+  see :func:`dequantized_gguf`; needs the ``gguf`` package); ``qwen2.5-0.5b`` likewise.
 - seq2seq LMs (``AutoModelForSeq2SeqLM``): BART/T5 by Hub name, e.g. ``facebook/bart-large`` or
   ``google-t5/t5-base`` (the paper's choices; GPU advised). The input goes to the encoder and the
   target is the decoder's labels.
@@ -214,15 +214,12 @@ def _gguf_location(init: str) -> tuple[str, str] | None:
     if "/" in init or p.exists():
         return None
     try:
-        from .assets import gguf_path  # the offline assets module (teammate-owned)
+        from .assets import ASSETS, gguf_path  # the offline assets module
     except ImportError:
         return None
-    try:
-        g = Path(gguf_path(init))
-    except Exception as e:  # unknown alias: fall through to a Hub name; a known alias that fails is an error
-        if type(e).__name__ == "AssetError" and "unknown" not in str(e).lower():
-            raise
-        return None
+    if init not in ASSETS or ASSETS[init].kind != "gguf":
+        return None  # an encoder alias or a Hub name
+    g = Path(gguf_path(init))  # AssetError (not installed) propagates with its install hint
     return str(g.parent), g.name
 
 
@@ -239,9 +236,9 @@ def load_backbone(init: str | os.PathLike):
     gg = _gguf_location(init)
     try:
         if gg is not None:
-            folder, name = gg
-            tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+            folder = dequantized_gguf(*gg)
+            tok = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder)
             seq2seq = False
         else:
             init = _resolve_alias(init)
@@ -260,6 +257,45 @@ def load_backbone(init: str | os.PathLike):
         tok.pad_token = tok.eos_token
     model.config.pad_token_id = tok.pad_token_id
     return model, tok, seq2seq
+
+
+def dequantized_gguf(folder: str, name: str) -> str:
+    """A GGUF file -> a plain float32 ``save_pretrained`` folder (model + tokenizer), cached.
+
+    transformers dequantizes GGUF weights on load but keeps the model flagged as quantized, and the
+    Trainer refuses to fine-tune such a model ("purely quantized models"). The weights are copied into
+    a model built from the same config without the GGUF quantization entry and saved once under
+    ``<cache_dir>/dequantized/<file stem>/`` (written to a temporary folder, then renamed, so a crash
+    never leaves half a model); later loads take seconds instead of dequantizing again.
+    """
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .paths import cache_dir
+
+    target = cache_dir() / "dequantized" / Path(name).stem
+    if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    gmodel = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    cfg = gmodel.config
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    model = AutoModelForCausalLM.from_config(cfg)
+    missing, unexpected = model.load_state_dict(gmodel.state_dict(), strict=False)
+    missing = [k for k in missing if "lm_head" not in k]  # tied to the embeddings
+    if missing or unexpected:
+        raise RuntimeError(f"Dequantizing {name}: weights do not match the architecture (missing {missing[:5]}, unexpected {unexpected[:5]}).")
+    model.tie_weights()
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return str(target)
 
 
 def _resolve_alias(init: str) -> str:

@@ -204,3 +204,19 @@ def test_extract_resolves_label_conflicts_and_blank_texts(tiny_lm, monkeypatch):
     assert [(s.label, s.score) for s in best[0]] == [("Location", 0.9)] and best[1] == []
     both = m.extract(["Paris is big."], ["Person", "Location"], conflict="all")
     assert sorted(s.label for s in both[0]) == ["Location", "Person"]
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_backbone_trains_and_extracts(tmp_path):
+    """The offline SmolLM2-135M GGUF (asset smollm2-135m) dequantizes, trains a few steps and extracts."""
+    from metaie_utils import assets
+
+    if not assets.is_installed("smollm2-135m"):
+        pytest.skip("asset smollm2-135m not installed: python -m metaie_utils assets install smollm2-135m")
+    out = gen.train_generative(INSTANCES * 2, "smollm2-135m", tmp_path / "m",
+                               {"max_steps": 4, "lr": 1e-4, "batch_size": 4, "logging_steps": 1, "max_new_tokens": 8})
+    info = json.loads((out / "metaie_training.json").read_text())
+    assert info["architecture"] == "generative" and info["init"] == "smollm2-135m" and info["global_steps"] == 4
+    m = GenerativeIE.from_pretrained(out)
+    res = m.extract(["Tom met Ann in Paris."], ["Person"])
+    assert len(res) == 1 and all("Tom met Ann in Paris."[s.start:s.end] == s.text for s in res[0])
