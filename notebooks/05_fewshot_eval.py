@@ -49,34 +49,34 @@ from metaie_utils.plots.eval import plot_results
 from metaie_utils.runs import start_run
 
 # %% tags=["parameters"]
-run_name = ""  # "" = timestamp; outputs/05_fewshot_eval/<run_name>
+run_name = ""  # "": timestamp; outputs/05_fewshot_eval/<run_name>
 out_root = "outputs"  # relative to the repository root
 overwrite = False  # True replaces a finished run directory
 seed = 0  # first seed; the support sets use seed, seed+1, ...
-meta_model = ""  # 04 run dir (its model/), a checkpoint folder or Hub name; "" = skip the metaie initialization
+meta_model = ""  # 04 run dir (its model/), a checkpoint folder or Hub name; "": skip the metaie initialization
 datasets = ["conll2003"]  # tasks.DATASETS names/aliases (conll2003, wnut17, bc5cdr, bionlp2004, conll04, ade, casie, up-ewt, qasrl, 14res, 14lap, absa-14res, ...) or conll2003-authors
 initializations = ["vanilla", "metaie"]  # any of vanilla, metaie, ner-distill, multiie, llm-icl
 shots = 5  # K per type
-fewshot_sampler = "greedy"  # "greedy" (every type >= K mentions) | "per-type" (K sentences per type)
+fewshot_sampler = "greedy"  # "greedy" (until every type has K mentions or more) | "per-type" (K sentences per type)
 fewshot_seeds = 1  # support sets per dataset (the paper's protocol: 3)
-test_cap = 100  # test sentences per dataset (0 = the full test split)
+test_cap = 100  # test sentences per dataset (0: the full test split)
 backbone = "minilm-l6"  # vanilla backbone: assets alias, path or Hub name (roberta-large)
-num_layers = 0  # 0 = all encoder layers; k = keep the first k
+num_layers = 0  # 0: all encoder layers; k: keep the first k
 architecture = "seqlabel"  # "seqlabel" | "generative"
 device = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
 fewshot_lr = 1e-4  # few-shot learning rate (paper, roberta-large: 1e-5)
 fewshot_epochs = 10  # epochs over the support instances (paper: 100)
 fewshot_batch_size = 8  # per-device batch
-fewshot_grad_accum = 1  # effective batch = batch x accum
-fewshot_max_steps = 0  # 0 = epochs decide; n > 0 caps optimizer steps
+fewshot_grad_accum = 1  # effective batch: batch x accum
+fewshot_max_steps = 0  # 0: epochs decide; n > 0 caps optimizer steps
 eval_batch_size = 64  # (sentence, label) queries per forward pass
 keep_models = False  # True keeps every fine-tuned checkpoint under work/
-baseline_instances = 0  # 0 = MetaIE's instance count; n = pre-training instances of ner-distill/multiie
-ner_responses = ""  # ner-v1 responses (02 run dir or file); "" = distill now on MetaIE's sentences
+baseline_instances = 0  # 0: MetaIE's instance count; n: pre-training instances of ner-distill/multiie
+ner_responses = ""  # ner-v1 responses (02 run dir or file); "": distill now on MetaIE's sentences
 multiie_datasets = ["ncbi-disease", "semeval2010-task8", "casie"]  # human IE data of multiie (fewnerd/fewrel/fewevent when registered)
-icl_test_cap = 20  # test sentences prompted per dataset for llm-icl (0 = the test_cap subset)
+icl_test_cap = 20  # test sentences prompted per dataset for llm-icl (0: the test_cap subset)
 teacher = "local:smollm2-135m"  # llm-icl teacher: local:<alias> starts llama.cpp; else a model at base_url
-base_url = ""  # remote teachers: "" = the OpenAI API; e.g. http://localhost:8000/v1
+base_url = ""  # remote teachers: "": the OpenAI API; e.g. http://localhost:8000/v1
 api_key_env = "OPENAI_API_KEY"  # environment variable holding the API key (remote teachers)
 
 # %%
