@@ -1,0 +1,389 @@
+"""The extraction API: ``MetaIE.from_pretrained(path).extract(texts, labels) -> spans``.
+
+For every text and every label the model tags ``label words : sentence words`` with B/I/O; B(I*)
+runs over the sentence words (``label_to_span.bio_spans``) are the spans that answer the label.
+
+>>> ie = MetaIE.from_pretrained("outputs/04_train_meta_model/cpu/model")       # doctest: +SKIP
+>>> ie.extract(["Hillary Clinton met reporters in Paris."], ["Person", "Location"])  # doctest: +SKIP
+[[Span(label='Person', text='Hillary Clinton', start=0, end=15, score=0.97, word_start=0, word_end=2),
+  Span(label='Location', text='Paris', start=33, end=38, score=0.95, word_start=5, word_end=6)]]
+
+How it runs:
+
+- **Batching.** Every (text, label, chunk) query of a call is encoded once, sorted by length and run in
+  batches of ``batch_size`` (padding only to the longest query of a batch), under ``torch.inference_mode``.
+- **Long texts.** A text whose ``label : words`` does not fit the model window (``max_length`` sub-tokens)
+  is cut into word windows that overlap by about ``stride`` sub-tokens. Each word takes its tag from the
+  window where it lies farthest from a cut (the overlap is split at its midpoint), then spans are decoded
+  over the whole text, so a span crossing a window border comes out whole.
+- **Confidence** of a span = the mean, over the span's words, of the maximum softmax probability of the
+  word's first sub-token (the probability of the predicted B or I tag).
+- **Conflicts** (``conflict="confidence"``, the paper): when the same word span is predicted under
+  several labels of one text, only the label with the highest confidence is kept. ``conflict="all"``
+  keeps every (label, span).
+
+Inputs and the results of edge cases:
+
+- ``texts``: a list of strings (split into words with :func:`metaie_utils.text.word_spans`; offsets index
+  the string) or of word lists (offsets index ``" ".join(words)``). An empty or blank text gives ``[]``.
+- ``labels``: one list for all texts or one list per text. An empty list gives ``[]`` for that text.
+  A label is tokenized like the training data (``text.word_tokenize``); a label made only of
+  punctuation (``"?"``) is a valid query; an empty or blank label is a ``ValueError``.
+- A checkpoint folder that is not a 3-tag token classifier raises :class:`~metaie_utils.cli.UserError`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .cli import UserError
+
+CONFLICT_MODES = ("confidence", "all")
+
+
+@dataclass
+class Span:
+    """One extracted span. ``start``/``end``: character offsets (half-open) into the text (for word-list
+    input, into ``" ".join(words)``); ``word_start``/``word_end``: word offsets (half-open)."""
+
+    label: str
+    text: str
+    start: int
+    end: int
+    score: float
+    word_start: int
+    word_end: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Doc:
+    words: list[str]
+    offsets: list[tuple[int, int]]
+    text: str
+
+
+def to_doc(text: str | Sequence[str]) -> _Doc:
+    """A string or a word list -> words with character offsets.
+
+    >>> d = to_doc(["New", "York", "!"]); (d.text, d.offsets)
+    ('New York !', [(0, 3), (4, 8), (9, 10)])
+    >>> to_doc("Tom's cat").words
+    ['Tom', "'s", 'cat']
+    """
+    from .text import word_spans
+
+    if isinstance(text, str):
+        ws = word_spans(text)
+        return _Doc([w for w, _, _ in ws], [(s, e) for _, s, e in ws], text)
+    if not all(isinstance(w, str) for w in text):
+        raise TypeError(f"A pre-tokenized text must be a list of strings, got {list(text)[:5]!r}.")
+    words = [w for w in text]
+    offsets, pos = [], 0
+    for w in words:
+        offsets.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    return _Doc(words, offsets, " ".join(words))
+
+
+def label_words(label: str) -> list[str]:
+    """The word prefix of a label query, tokenized as the training data (``"Other entity"`` -> 2 words).
+
+    >>> label_words("Tom births in")
+    ['Tom', 'births', 'in']
+    """
+    from .text import word_tokenize
+
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError(f"Label {label!r} is empty: every label must be a non-blank string such as 'Person'.")
+    return word_tokenize(label)
+
+
+def chunk_words(costs: Sequence[int], budget: int, stride: int) -> list[tuple[int, int]]:
+    """Split words with sub-token ``costs`` into windows of at most ``budget`` sub-tokens that overlap by
+    about ``stride`` sub-tokens. A word costlier than the budget gets a window of its own.
+
+    >>> chunk_words([1, 1, 1, 1, 1], budget=10, stride=2)
+    [(0, 5)]
+    >>> chunk_words([1] * 6, budget=3, stride=1)
+    [(0, 3), (2, 5), (4, 6)]
+    """
+    n = len(costs)
+    if n == 0:
+        return []
+    chunks, start = [], 0
+    while True:
+        end, used = start, 0
+        while end < n and (used + costs[end] <= budget or end == start):
+            used += costs[end]
+            end += 1
+        chunks.append((start, end))
+        if end >= n:
+            return chunks
+        back, ov = end, 0
+        while back - 1 > start and ov + costs[back - 1] <= stride:
+            back -= 1
+            ov += costs[back]
+        start = max(back, start + 1)
+
+
+def merge_chunks(chunks: Sequence[tuple[int, int]], n_words: int) -> list[tuple[int, int]]:
+    """For each window, the words it owns: overlaps are split at their midpoint.
+
+    >>> merge_chunks([(0, 3), (2, 5), (4, 6)], 6)
+    [(0, 2), (2, 4), (4, 6)]
+    """
+    owned = []
+    for i, (s, e) in enumerate(chunks):
+        lo = 0 if i == 0 else (s + chunks[i - 1][1]) // 2
+        hi = n_words if i == len(chunks) - 1 else (chunks[i + 1][0] + e) // 2
+        owned.append((lo, hi))
+    return owned
+
+
+def spans_from_tags(tags: Sequence[str], probs: Sequence[float], doc: _Doc, label: str) -> list[Span]:
+    """Decode word tags of one (text, label) into :class:`Span` objects with confidences.
+
+    >>> d = to_doc(["Tom", "met", "Ann", "Lee"])
+    >>> [(s.text, s.score) for s in spans_from_tags(["B", "O", "B", "I"], [0.9, 1.0, 0.8, 0.6], d, "Person")]
+    [('Tom', 0.9), ('Ann Lee', 0.7)]
+    """
+    from .label_to_span import bio_spans
+
+    out = []
+    for ws, we in bio_spans(list(tags)):
+        s, e = doc.offsets[ws][0], doc.offsets[we - 1][1]
+        score = float(sum(probs[ws:we]) / (we - ws))
+        out.append(Span(label, doc.text[s:e], s, e, round(score, 6), ws, we))
+    return out
+
+
+def resolve_conflicts(spans: Sequence[Span], conflict: str = "confidence") -> list[Span]:
+    """Keep, for each word span predicted under several labels, the most confident label (or all).
+
+    >>> a = Span("Person", "Paris", 0, 5, 0.6, 0, 1); b = Span("Location", "Paris", 0, 5, 0.9, 0, 1)
+    >>> [s.label for s in resolve_conflicts([a, b])]
+    ['Location']
+    """
+    if conflict not in CONFLICT_MODES:
+        raise ValueError(f"conflict={conflict!r}: use one of {CONFLICT_MODES}.")
+    if conflict == "all":
+        return sorted(spans, key=lambda s: (s.word_start, s.word_end, -s.score, s.label))
+    best: dict[tuple[int, int], Span] = {}
+    for s in spans:
+        k = (s.word_start, s.word_end)
+        if k not in best or s.score > best[k].score:
+            best[k] = s
+    return sorted(best.values(), key=lambda s: (s.word_start, s.word_end))
+
+
+class MetaIE:
+    """A MetaIE tagger ready to extract. Build it with :meth:`from_pretrained`."""
+
+    def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int = 32, max_length: int | None = None,
+                 stride: int = 32, progress: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: use an int >= 1.")
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.batch_size = batch_size
+        limit = min(512, int(getattr(tokenizer, "model_max_length", 512) or 512))
+        pos = getattr(model.config, "max_position_embeddings", None)
+        if pos:
+            limit = min(limit, int(pos) - (2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0))
+        self.max_length = min(max_length or limit, limit)
+        self.stride = stride
+        self.progress = progress
+        l2i = {str(k).upper()[:1]: int(v) for k, v in (model.config.label2id or {}).items()}
+        self._ids = {t: l2i.get(t, i) for i, t in enumerate(["O", "B", "I"])}
+        self._tags = {v: k for k, v in self._ids.items()}
+        self._n_special = tokenizer.num_special_tokens_to_add(pair=False)
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | Path, device: str = "auto", batch_size: int = 32,
+                        max_length: int | None = None, stride: int = 32, progress: bool = False) -> "MetaIE":
+        """Load a checkpoint folder (or an assets alias / Hub name) that is a 3-tag token classifier."""
+        from transformers import AutoConfig, AutoModelForTokenClassification
+
+        from .device import pick_device
+        from .training import load_tokenizer, resolve_backbone
+
+        path = resolve_backbone(str(path_or_name))
+        try:
+            cfg = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise UserError(f"Cannot load a model config from {path_or_name!r} ({e}). Pass a folder written by "
+                            f"`python -m metaie_utils train` (it holds config.json) or a Hub name.") from None
+        archs = cfg.architectures or []
+        tags = {str(v).upper() for v in (cfg.id2label or {}).values()}
+        if not any(a.endswith("ForTokenClassification") for a in archs) or tags != {"O", "B", "I"}:
+            raise UserError(
+                f"{path_or_name!r} is not a MetaIE tagger (architectures {archs}, labels {sorted(tags)}); it needs "
+                f"a token-classification head with the tags O/B/I. Train one first: python -m metaie_utils train "
+                f"--input INSTANCES --output DIR --backbone {path_or_name}.")
+        model = AutoModelForTokenClassification.from_pretrained(path)
+        return cls(model, load_tokenizer(path), pick_device(device), batch_size, max_length, stride, progress)
+
+    # ------------------------------------------------------------------ internals
+    def _costs(self, word_lists: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Sub-token count of every word of every list."""
+        nonempty = [list(w) for w in word_lists if w]
+        enc = self.tokenizer(nonempty, is_split_into_words=True, add_special_tokens=False) if nonempty else None
+        out, j = [], 0
+        for w in word_lists:
+            if not w:
+                out.append([])
+                continue
+            c = [0] * len(w)
+            for wid in enc.word_ids(j):
+                if wid is not None:
+                    c[wid] += 1
+            out.append(c)
+            j += 1
+        return out
+
+    def _predict(self, inputs: list[list[str]], n_prefix: list[int]) -> list[tuple[list[str], list[float]]]:
+        """Tags and max-probabilities of the sentence words of each ``label : words`` input, batched."""
+        import torch
+        from tqdm.auto import tqdm
+
+        enc = self.tokenizer(inputs, is_split_into_words=True, truncation=True, max_length=self.max_length)
+        feats = [{k: enc[k][i] for k in enc.keys()} for i in range(len(inputs))]
+        order = sorted(range(len(inputs)), key=lambda i: -len(feats[i]["input_ids"]))
+        results: list[Any] = [None] * len(inputs)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for b in tqdm(batches, desc="extract", disable=not self.progress, unit="batch"):
+            batch = self.tokenizer.pad([feats[i] for i in b], return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with torch.inference_mode():
+                probs = self.model(**batch).logits.float().softmax(-1)
+            pmax, arg = probs.max(-1)
+            pmax, arg = pmax.cpu().tolist(), arg.cpu().tolist()
+            for row, i in enumerate(b):
+                n_words = len(inputs[i]) - n_prefix[i]
+                tags, ps = ["O"] * n_words, [1.0] * n_words
+                prev = None
+                for pos, wid in enumerate(enc.word_ids(i)):
+                    if wid is not None and wid != prev and wid >= n_prefix[i]:
+                        tags[wid - n_prefix[i]] = self._tags.get(arg[row][pos], "O")
+                        ps[wid - n_prefix[i]] = pmax[row][pos]
+                    prev = wid
+                results[i] = (tags, ps)
+        return results
+
+    # ------------------------------------------------------------------ API
+    def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]],
+                conflict: str = "confidence") -> list[list[Span]]:
+        """Spans of every label in every text: ``texts[i]`` -> ``list[Span]`` sorted by position.
+
+        ``labels``: one list for all texts (``["Person", "Location"]``) or one list per text
+        (``[["Person"], ["Argument for Trigger \\"loves\\""]]``). See the module docstring for edge cases.
+        """
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings or of word lists; wrap a single text as [text].")
+        if conflict not in CONFLICT_MODES:
+            raise ValueError(f"conflict={conflict!r}: use one of {CONFLICT_MODES}.")
+        if isinstance(labels, str):
+            raise TypeError(f"labels must be a list, got the string {labels!r}; write [{labels!r}].")
+        per_text = len(labels) > 0 and all(not isinstance(x, str) for x in labels)
+        if per_text:
+            if len(labels) != len(texts):
+                raise ValueError(f"labels holds {len(labels)} lists but there are {len(texts)} texts: give one label "
+                                 f"list per text, or a single flat list for all texts.")
+            label_lists = [list(x) for x in labels]
+        else:
+            label_lists = [list(labels)] * len(texts)
+        docs = [to_doc(t) for t in texts]
+        uniq = sorted({lab for ls in label_lists for lab in ls})
+        lwords = {lab: label_words(lab) + [":"] for lab in uniq}
+        lcost = dict(zip(uniq, self._costs([lwords[lab] for lab in uniq]))) if uniq else {}
+        wcosts = self._costs([d.words for d in docs])
+
+        inputs, n_prefix, keys = [], [], []  # keys: (text index, label, chunk index)
+        plan: dict[tuple[int, str], list[tuple[int, int]]] = {}
+        for ti, (doc, labs) in enumerate(zip(docs, label_lists)):
+            if not doc.words:
+                continue
+            for lab in dict.fromkeys(labs):
+                budget = self.max_length - self._n_special - sum(lcost[lab])
+                if budget < 1:
+                    raise ValueError(f"Label {lab!r} alone takes {sum(lcost[lab])} sub-tokens, more than the model window "
+                                     f"({self.max_length}); shorten the label.")
+                chunks = chunk_words(wcosts[ti], budget, min(self.stride, budget // 2))
+                plan[(ti, lab)] = chunks
+                for ci, (s, e) in enumerate(chunks):
+                    inputs.append(lwords[lab] + doc.words[s:e])
+                    n_prefix.append(len(lwords[lab]))
+                    keys.append((ti, lab, ci))
+        preds = self._predict(inputs, n_prefix) if inputs else []
+        by_key = dict(zip(keys, preds))
+
+        out: list[list[Span]] = []
+        for ti, (doc, labs) in enumerate(zip(docs, label_lists)):
+            spans: list[Span] = []
+            for lab in dict.fromkeys(labs):
+                if (ti, lab) not in plan:
+                    continue
+                chunks = plan[(ti, lab)]
+                tags, probs = ["O"] * len(doc.words), [1.0] * len(doc.words)
+                for ci, ((s, _e), (lo, hi)) in enumerate(zip(chunks, merge_chunks(chunks, len(doc.words)))):
+                    t, p = by_key[(ti, lab, ci)]
+                    tags[lo:hi] = t[lo - s:hi - s]
+                    probs[lo:hi] = p[lo - s:hi - s]
+                spans.extend(spans_from_tags(tags, probs, doc, lab))
+            out.append(resolve_conflicts(spans, conflict))
+        return out
+
+
+def load_extractor(path: str | Path, device: str = "auto", batch_size: int = 32):
+    """:class:`MetaIE` for a seqlabel checkpoint; ``generative.GenerativeIE`` when the checkpoint's
+    ``metaie_training.json`` says ``architecture: generative``."""
+    from .training import read_training_info
+
+    info = read_training_info(path) if Path(path).is_dir() else {}
+    if info.get("architecture") == "generative":
+        from .generative import GenerativeIE
+
+        return GenerativeIE.from_pretrained(path)
+    return MetaIE.from_pretrained(path, device=device, batch_size=batch_size)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _cmd_extract(args) -> int:
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()]
+    if not labels:
+        raise UserError(f"--labels {args.labels!r} names no label; pass e.g. --labels 'Person,Location'.")
+    src = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    with src:
+        lines = [line.rstrip("\n") for line in src]
+    ie = load_extractor(args.model, device=args.device, batch_size=args.batch_size)
+    res = ie.extract(lines, labels, conflict=args.conflict) if isinstance(ie, MetaIE) else ie.extract(lines, labels)
+    dst = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for line, spans in zip(lines, res):
+            dst.write(json.dumps({"text": line, "spans": [s.as_dict() for s in spans]}, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            dst.close()
+    return 0
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("extract", help="extract spans for labels from text lines with a MetaIE model (JSONL out)",
+                       description="Read one text per line (stdin or --input), write one JSON object per line: "
+                                   '{"text": ..., "spans": [{"label", "text", "start", "end", "score", ...}]}.')
+    p.add_argument("--model", required=True, help="checkpoint folder (train output), assets alias or Hub name")
+    p.add_argument("--labels", required=True, help="comma-separated labels, e.g. 'Person,Location'")
+    p.add_argument("--input", help="text file, one text per line (default: stdin)")
+    p.add_argument("--output", help="JSONL file to write (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--conflict", default="confidence", choices=list(CONFLICT_MODES))
+    p.set_defaults(func=_cmd_extract)
