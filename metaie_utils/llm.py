@@ -297,6 +297,7 @@ class LLMClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stats = ClientStats()
+        self.last_completions: list[Completion] = []  # of the latest complete_many call (timings, usage)
         self._rng = random.Random()
         if self.base_url is None and not os.environ.get(api_key_env):
             raise UserError(
@@ -461,7 +462,9 @@ class LLMClient:
                 raise UserError(f"Request {i} has no 'messages': {str(r)[:200]}")
         stop = threading.Event()
         try:
-            return _run_sync(lambda: self._many(list(requests), progress, stop))
+            out = _run_sync(lambda: self._many(list(requests), progress, stop))
+            self.last_completions = out
+            return out
         except KeyboardInterrupt:
             stop.set()
             raise
@@ -560,6 +563,11 @@ def distill(
                      "prompt_version": prompt_version, "sample_index": k, "finish_reason": c.finish_reason,
                      "error": c.error})
     return rows
+
+
+def completions_table(completions: Sequence[Completion]) -> list[dict[str, Any]]:
+    """One flat dict per completion (for a DataFrame / CSV): timings, usage, cached, error."""
+    return [{k: v for k, v in asdict(c).items() if k != "text"} for c in completions]
 
 
 def response_stats(rows: Sequence[dict]) -> dict[str, Any]:
