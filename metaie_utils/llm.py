@@ -630,16 +630,17 @@ def load_sentences(path: str | Path, limit: int = 0) -> list[dict]:
     """``sentences.jsonl`` rows from a run directory or the file itself (first ``limit`` if > 0)."""
     from .runs import upstream_file
 
-    rows = read_jsonl(upstream_file(path, "sentences.jsonl"))
+    f = upstream_file(path, "sentences.jsonl")
+    rows = read_jsonl(f)
+    if not rows:
+        raise UserError(f"{f} holds no sentences: nothing to distill. Re-run 01_sample_corpus (check its filter counts).")
     return rows[:limit] if limit and limit > 0 else rows
 
 
 def _cmd_distill(args) -> int:
-    from .teacher import local_teacher
+    from .teacher import teacher_endpoint
 
     sentences = load_sentences(args.input, args.limit)
-    if not sentences:
-        raise UserError(f"No sentences in {args.input}: nothing to distill. Run `sample` first or check the file.")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     prices = {"price_per_1k_input": args.price_per_1k_input, "price_per_1k_output": args.price_per_1k_output}
@@ -656,10 +657,8 @@ def _cmd_distill(args) -> int:
         print(json.dumps(summary))
         return 0
 
-    if args.model.startswith("local:"):
-        with local_teacher(args.model.split(":", 1)[1], parallel=args.concurrency, log_dir=out) as t:
-            return go(t.base_url, t.model)
-    return go(args.base_url or None, args.model)
+    with teacher_endpoint(args.model, args.base_url, parallel=args.concurrency, log_dir=out) as t:
+        return go(t.base_url, t.model)
 
 
 def register_cli(sub) -> None:

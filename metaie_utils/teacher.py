@@ -201,6 +201,32 @@ def parse_teacher(teacher: str) -> tuple[str, str | None]:
     return "remote", None
 
 
+@dataclass
+class RemoteTeacher:
+    """A remote OpenAI-compatible endpoint (``base_url`` None = the OpenAI API)."""
+
+    base_url: str | None
+    model: str
+
+
+@contextlib.contextmanager
+def teacher_endpoint(teacher: str, base_url: str = "", parallel: int = 1, n_ctx: int = 2048,
+                     log_dir: Path | None = None) -> Iterator[LocalTeacher | RemoteTeacher]:
+    """The endpoint of notebook 02's ``teacher`` parameter: a local server it starts (and stops), or the
+    remote ``base_url`` serving model ``teacher``.
+
+    >>> with teacher_endpoint("gpt-4o-mini") as t:
+    ...     (t.base_url, t.model)
+    (None, 'gpt-4o-mini')
+    """
+    kind, name = parse_teacher(teacher)
+    if kind == "local":
+        with local_teacher(name, parallel=parallel, n_ctx=n_ctx, log_dir=log_dir) as t:
+            yield t
+    else:
+        yield RemoteTeacher(base_url=base_url or None, model=teacher)
+
+
 def _cmd_serve(args) -> int:
     with local_teacher(args.model, port=args.port, parallel=args.parallel, n_ctx=args.n_ctx,
                        log_dir=Path(args.log_dir) if args.log_dir else None) as t:
