@@ -386,11 +386,10 @@ def instance_sentence(inst: Mapping[str, Any]) -> tuple[str, list[str]]:
     >>> instance_sentence({"words": ["Other", "entity", ":", "EU", "rejects"], "ner": ["O"] * 5})
     ('Other entity', ['EU', 'rejects'])
     """
-    words = list(inst["words"])
-    if ":" not in words:
-        raise FewShotError(f"instance without the ':' separator between label and sentence: {words[:12]}")
-    i = words.index(":")
-    return " ".join(words[:i]), words[i + 1:]
+    from .label_to_span import split_instance
+
+    label_words, words, _ = split_instance(inst)
+    return " ".join(label_words), words
 
 
 def instance_spans(inst: Mapping[str, Any]) -> list[tuple[int, int]]:
@@ -399,17 +398,9 @@ def instance_spans(inst: Mapping[str, Any]) -> list[tuple[int, int]]:
     >>> instance_spans({"words": ["Person", ":", "Tom", "Cruise", "runs"], "ner": ["O", "O", "B", "I", "O"]})
     [(0, 2)]
     """
-    _, words = instance_sentence(inst)
-    tags = list(inst["ner"])[len(inst["words"]) - len(words):]
-    spans, start = [], None
-    for j, t in enumerate(tags + ["O"]):
-        if t == "B" or (t == "I" and start is None) or t == "O":
-            if start is not None:
-                spans.append((start, j))
-                start = None
-            if t in ("B", "I"):
-                start = j
-    return spans
+    from .label_to_span import bio_spans, split_instance
+
+    return bio_spans(split_instance(inst)[2])
 
 
 # --------------------------------------------------------------------------------------------------
