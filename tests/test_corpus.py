@@ -31,6 +31,7 @@ ARTICLES = [
     ("5", "Short one. Then a much longer second sentence that the first-sentence rule never sees at all."),
     ("6", "A replacement \ufffd character ruins this otherwise fine first sentence of news. Second."),
     ("7", ""),
+    ("8", "MOSCOW, February 7. /TASS/. Russia and Cyprus are close to agreeing on a document. More."),
 ]
 
 
@@ -75,12 +76,13 @@ def test_news_zip_source_counts_every_filter(tmp_path):
     rows, stats = sample_corpus(cfg, progress=False)
     texts = sorted(r["text"] for r in rows)
     assert texts == ["Betsy DeVos was confirmed today as the secretary of education.",
-                     "Police said the storm damaged forty homes in the county overnight."]
+                     "Police said the storm damaged forty homes in the county overnight.",
+                     "Russia and Cyprus are close to agreeing on a document."]
     s = stats.as_dict()
-    assert s["documents"] == 7 and s["paragraphs"] == 6 and s["candidates"] == 6
+    assert s["documents"] == 8 and s["paragraphs"] == 7 and s["candidates"] == 7
     assert s["dropped_mojibake"] == 2 and s["dropped_duplicate"] == 1 and s["dropped_too_short"] == 1
-    assert s["eligible"] == s["sampled"] == 2
-    assert {r["doc_id"] for r in rows} == {"1", "3"} and set(rows[0]) == {"id", "text", "source", "doc_id"}
+    assert s["eligible"] == s["sampled"] == 3
+    assert {r["doc_id"] for r in rows} == {"1", "3", "8"} and set(rows[0]) == {"id", "text", "source", "doc_id"}
 
 
 def test_txt_jsonl_csv_sources(tmp_path):
@@ -171,5 +173,5 @@ def test_cli_sample(tmp_path):
                         "--n", "1", "--min-words", "4", "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = (out / "sentences.jsonl").read_text().splitlines()
-    assert len(lines) == 1 and json.loads(lines[0])["doc_id"] in {"1", "3"}
-    assert json.loads((out / "sample_stats.json").read_text())["eligible"] == 2
+    assert len(lines) == 1 and json.loads(lines[0])["doc_id"] in {"1", "3", "8"}
+    assert json.loads((out / "sample_stats.json").read_text())["eligible"] == 3
