@@ -212,6 +212,7 @@ class ClientStats:
 
 
 RETRYABLE_STATUS = {408, 409, 429}
+MAX_RETRY_AFTER_S = 300.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "[::1]")
 
 
@@ -415,8 +416,8 @@ class LLMClient:
                 self.stats.retries += 1
                 self._count(self.stats.retry_reasons, reason)
                 delay = backoff_delay(retries - 1, self.backoff_base, self.backoff_cap, self._rng)
-                if wait is not None:
-                    delay = max(delay, min(wait, 10 * self.backoff_cap))
+                if wait is not None:  # the server said how long: wait that long (up to MAX_RETRY_AFTER_S)
+                    delay = max(delay, min(wait, MAX_RETRY_AFTER_S))
                 await asyncio.sleep(delay)
 
     async def _many(self, requests: list[dict], progress: bool, stop: threading.Event) -> list[Completion]:

@@ -264,3 +264,24 @@ def test_cli_fatal_error_exits_2_with_message(tmp_path):
     with FakeOpenAI(faults={sents(1)[0]["text"]: ["404"]}) as srv:
         r = subprocess.run(_distill_cmd(inp, tmp_path / "o", srv.base_url), cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "HTTP 404" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.notebooks
+def test_notebook_02_against_a_remote_endpoint_leaks_no_key(tmp_path):
+    """papermill runs notebook 02 with a remote teacher (the fault server); the key is in the environment
+    only and must not appear in any output file or in the executed notebook."""
+    nb = REPO / "notebooks" / "02_distill_llm.ipynb"
+    executed = tmp_path / "02.ipynb"
+    env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY}
+    with FakeOpenAI(faults={"BIGBANG is one of those musical entities that transcends language.": ["429", "500"]}) as srv:
+        r = subprocess.run([sys.executable, "-m", "papermill", str(nb), str(executed), "-p", "run_name", "keyscan",
+                            "-p", "out_root", str(tmp_path / "outputs"), "-p", "teacher", "fake-model", "-p", "base_url",
+                            srv.base_url, "-p", "limit", "0", "-p", "concurrency", "2"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = tmp_path / "outputs" / "02_distill_llm" / "keyscan"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["responses"] == 9 and metrics["retries"] == 2 and metrics["parsable_fraction"] == 1.0
+    for f in [executed, *run_dir.rglob("*")]:
+        if f.is_file():
+            assert FAKE_KEY.encode() not in f.read_bytes(), f
