@@ -75,22 +75,22 @@ class TrainConfig(StageConfig):
     precision: str = "auto"  # "auto" | "fp32" | "fp16" | "bf16"
     max_length: int = 128  # sub-tokens per (label : sentence) sequence; longer ones are truncated and counted
     label_all_subtokens: bool = False  # False = first sub-token only (paper); True = every sub-token
-    meta_lr: float = 5e-5  # meta-training peak learning rate (AdamW)
+    meta_lr: float = 1e-4  # meta-training peak learning rate (AdamW)
     meta_epochs: float = 1.0  # meta-training epochs
     meta_batch_size: int = 16  # per-device batch
-    meta_grad_accum: int = 1  # gradient accumulation steps (effective batch = batch x accum x devices)
+    meta_grad_accum: int = 2  # gradient accumulation steps (effective batch = batch x accum x devices)
     meta_warmup_ratio: float = 0.06  # fraction of steps with linear warmup, [0, 1)
     meta_weight_decay: float = 0.01  # AdamW weight decay
     meta_max_steps: int = -1  # -1 = epochs decide; >0 caps optimizer steps
     meta_max_instances: int = 0  # 0 = all training instances; N = a seeded sample of N
-    heldout_fraction: float = 0.1  # held-out share when the input has no heldout.json, [0, 0.5]
+    heldout_fraction: float = 0.05  # held-out share when the input has no heldout.json, [0, 0.5]
     eval_steps: int = 0  # 0 = evaluate the held-out slice at the end of each epoch; N = every N steps
     log_steps: int = 10  # log the training loss every N optimizer steps
-    save_steps: int = 500  # checkpoint (for resuming) every N optimizer steps
+    save_steps: int = 200  # checkpoint (for resuming) every N optimizer steps
     protocol_eval: bool = True  # run the authors' CoNLL2003 5-shot protocol section
     protocol_inits: str = "vanilla,meta"  # comma list of "vanilla" (the backbone) and "meta" (this run's model)
-    protocol_lr: float = 1e-4  # fine-tuning learning rate of the protocol
-    protocol_epochs: float = 20.0  # fine-tuning epochs of the protocol
+    protocol_lr: float = 3e-4  # fine-tuning learning rate of the protocol
+    protocol_epochs: float = 30.0  # fine-tuning epochs of the protocol
     protocol_batch_size: int = 16  # fine-tuning batch of the protocol
     protocol_max_test: int = 0  # 0 = the full test file (13,812 records); N = its first N sentences
 
