@@ -90,7 +90,7 @@ class TrainConfig(StageConfig):
     protocol_eval: bool = True  # run the authors' CoNLL2003 5-shot protocol section
     protocol_inits: str = "vanilla,meta"  # comma list of "vanilla" (the backbone) and "meta" (this run's model)
     protocol_lr: float = 3e-4  # fine-tuning learning rate of the protocol
-    protocol_epochs: float = 30.0  # fine-tuning epochs of the protocol
+    protocol_epochs: float = 15.0  # fine-tuning epochs of the protocol
     protocol_batch_size: int = 16  # fine-tuning batch of the protocol
     protocol_max_test: int = 0  # 0 = the full test file (13,812 records); N = its first N sentences
 
