@@ -165,7 +165,7 @@ class GenerativeRecipe:
     weight_decay: float = 0.0
     scheduler: str = "cosine"
     max_length: int = 192  # prompt + target tokens; longer examples are cut from the left of the prompt
-    max_new_tokens: int = 32
+    max_new_tokens: int = 24  # generation also stops at the first newline or EOS
     seed: int = 0
     save_steps: int = 200  # checkpoint every N optimizer steps (resume after a crash)
     logging_steps: int = 10
@@ -514,7 +514,7 @@ class GenerativeIE:
     [[Span(label='Person', text='Tom', start=0, end=3, score=0.93, word_start=0, word_end=1), ...]]
     """
 
-    def __init__(self, model, tokenizer, seq2seq: bool = False, max_new_tokens: int = 32, batch_size: int = 16,
+    def __init__(self, model, tokenizer, seq2seq: bool = False, max_new_tokens: int = 24, batch_size: int = 16,
                  device: str = "auto"):
         import torch
 
@@ -542,7 +542,7 @@ class GenerativeIE:
                 f"metaie_utils.extraction.MetaIE.from_pretrained instead."
             )
         model, tok, seq2seq = load_backbone(p)
-        kw.setdefault("max_new_tokens", int(info.get("recipe", {}).get("max_new_tokens", 32)))
+        kw.setdefault("max_new_tokens", int(info.get("recipe", {}).get("max_new_tokens", 24)))
         return cls(model, tok, seq2seq=seq2seq, **kw)
 
     def _generate(self, prompts: list[str]) -> list[tuple[str, float]]:
@@ -563,7 +563,8 @@ class GenerativeIE:
             with torch.no_grad():
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
                                           output_scores=True, return_dict_in_generate=True,
-                                          pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+                                          pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
+                                          stop_strings=["\n"], tokenizer=self.tok)  # the answer is one line
             seqs = gen.sequences if self.seq2seq else gen.sequences[:, enc["input_ids"].shape[1]:]
             if self.seq2seq:
                 seqs = seqs[:, 1:]  # the decoder start token
