@@ -727,3 +727,41 @@ def no_sweeps_message(out_root: str | Path = "outputs") -> str:
     cmds = "\n".join(f"  python -m metaie_utils sweep params/sweeps/{s}.yaml" for s in specs) or "  (no specs found)"
     return (f"No finished sweep under {sweeps_root(out_root)}: nothing to draw yet. Run a CPU sweep first, e.g.\n"
             f"{cmds}\nthen re-run this notebook (sweeps=[] reads every recorded sweep).")
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------
+
+
+def _cmd_ablations(args: Any) -> int:
+    import pandas as pd
+
+    results = load_sweeps(args.sweeps or [], args.out_root)
+    gone = missing_sweeps(args.sweeps or [], args.out_root)
+    if gone:
+        print(f"not recorded yet: {', '.join(gone)}")
+    if not results:
+        print(no_sweeps_message(args.out_root))
+        return 0
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        for r in results:
+            print(f"\n== {r.name} ({r.kind}): {r.n_finished}/{len(r.points)} points finished, "
+                  f"{r.wall_seconds / 60:.1f} min of stage wall time")
+            pts = points_table(r)
+            print(pts.to_string(index=False) if len(pts) else "(no points)")
+            if len(r.scores):
+                print()
+                print(ablation_table(r.scores, args.metric).to_string())
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """``ablations [SWEEP ...]``: print each recorded sweep's points (status, wall time) and F1 table."""
+    p = subparsers.add_parser("ablations", help="print the points, wall times and F1 tables of recorded sweeps",
+                              description="Read outputs/sweeps/<name>/sweep.json and each point's metrics.json, "
+                                          "print the points (status, sizes, wall time) and a mean ± std table per sweep.")
+    p.add_argument("sweeps", nargs="*", help="sweep names or spec paths (default: every recorded sweep)")
+    p.add_argument("--out-root", default="outputs", help="outputs root holding sweeps/ (default: outputs)")
+    p.add_argument("--metric", default="f1", choices=list(SCORE_METRICS))
+    p.set_defaults(func=_cmd_ablations)

@@ -275,3 +275,14 @@ def test_ablation_config_fields():
     assert cfg.stage == "06_ablations" and cfg.sweeps == ["model_size_cpu"]
     with pytest.raises(Exception, match="metric 'acc'"):
         ab.AblationConfig(metric="acc")
+
+
+def test_cli_prints_tables(tmp_path, capsys):
+    from metaie_utils.cli import main
+
+    fake_sweep(tmp_path, "ds", {"grid": {"max_sentences": [100]}}, [({}, {"sentences": 100}, m05(20.0, 10.0))])
+    assert main(["ablations", "--out-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "== ds (data_size): 1/1 points finished, 0.5 min" in out and "20.00 ± 1.00" in out
+    assert main(["ablations", "--out-root", str(tmp_path / "none"), "x"]) == 0
+    assert "not recorded yet: x" in capsys.readouterr().out
