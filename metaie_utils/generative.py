@@ -429,12 +429,23 @@ def train_generative(
         "loss_history": losses,
         "resumed_from": resume,
         "global_steps": int(trainer.state.global_step),
+        # the same keys as stage 04's seqlabel metaie_training.json, so its notebook plots both
+        "global_step": int(trainer.state.global_step),
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "data": {"n_train": len(rows), "n_eval": len(eval_rows)},
+        "log_history": list(trainer.state.log_history),
+        "final_eval": {},
+        "finished": True,
     }
     if eval_rows:
-        info["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+        info["final_eval"] = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
+        info["eval_loss"] = info["final_eval"].get("eval_loss")
     trainer.save_model(str(out))
     tok.save_pretrained(str(out))
-    (out / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    tmp = out / (TRAINING_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    tmp.replace(out / TRAINING_FILE)
     (out / "README.md").write_text(_model_card(info))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return out
