@@ -248,14 +248,27 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0, rng: rando
     return r.uniform(0, min(cap, base * (2 ** attempt)))
 
 
-def _run_sync(coro_factory):
-    """Run ``coro_factory()`` to completion whether or not this thread already runs an event loop."""
+def _run_sync(coro_factory, stop: threading.Event | None = None):
+    """Run ``coro_factory()`` to completion whether or not this thread already runs an event loop.
+
+    In Jupyter/papermill a loop already runs in this thread, so the coroutine runs in a worker thread with
+    its own loop. On Ctrl-C ``stop`` is set: requests not yet sent are skipped, in-flight ones finish and
+    are cached, then the KeyboardInterrupt propagates.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro_factory())
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:  # Jupyter/papermill: a loop is running here
-        return ex.submit(lambda: asyncio.run(coro_factory())).result()
+    ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="metaie-llm")
+    try:
+        fut = ex.submit(lambda: asyncio.run(coro_factory()))
+        return fut.result()
+    except KeyboardInterrupt:
+        if stop is not None:
+            stop.set()
+        raise
+    finally:
+        ex.shutdown(wait=True)
 
 
 class LLMClient:
@@ -463,7 +476,7 @@ class LLMClient:
                 raise UserError(f"Request {i} has no 'messages': {str(r)[:200]}")
         stop = threading.Event()
         try:
-            out = _run_sync(lambda: self._many(list(requests), progress, stop))
+            out = _run_sync(lambda: self._many(list(requests), progress, stop), stop)
             self.last_completions = out
             return out
         except KeyboardInterrupt:

@@ -197,6 +197,14 @@ def test_complete_many_works_inside_a_running_event_loop(tmp_path):
     assert [r["response"] for r in rows] == ["- First: Sentence0", "- First: Sentence1"]
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrency_is_bounded(tmp_path, concurrency):
+    with FakeOpenAI(delay=0.1) as srv:
+        c = client_for(srv, tmp_path, concurrency=concurrency)
+        distill(sents(9), c, "metaie-v1", progress=False)
+    assert srv.max_inflight == concurrency
+
+
 def test_samples_and_cost(tmp_path):
     with FakeOpenAI() as srv:
         c = client_for(srv, tmp_path, prices={"price_per_1k_input": 1.0, "price_per_1k_output": 2.0})
@@ -238,6 +246,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
             time.sleep(0.02)
         p.send_signal(signal.SIGKILL)
         p.wait(10)
+        time.sleep(1.0)  # let the server finish the handlers that were in flight at the kill
         assert not (out / "responses.jsonl").exists()
         done_before = cache_rows(out / "cache.sqlite")
         assert 0 < done_before < 40
