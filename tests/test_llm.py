@@ -294,3 +294,18 @@ def test_notebook_02_against_a_remote_endpoint_leaks_no_key(tmp_path):
     for f in [executed, *run_dir.rglob("*")]:
         if f.is_file():
             assert FAKE_KEY.encode() not in f.read_bytes(), f
+
+
+def test_distill_plots_draw_what_was_measured():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from metaie_utils.plots import distill as plots
+
+    fig = plots.throughput([1.0, 2.0, 4.0, 0.0], [False, False, False, True])
+    assert fig.axes[0].get_title() == "Responses over time: 0.75 responses/s"
+    fig = plots.label_counts([0, 2, 2, 5])
+    assert [round(p.get_height()) for p in fig.axes[0].patches] == [1, 0, 2, 0, 0, 1]
+    fig = plots.token_usage([{"prompt_tokens": 10, "completion_tokens": 3}, {"prompt_tokens": 12, "completion_tokens": 5}])
+    assert [a.get_title() for a in fig.axes] == ["22 in total", "8 in total"]
+    assert "n=3" in plots.sentence_lengths([5, 6, 9]).axes[0].get_title()

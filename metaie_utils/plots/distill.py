@@ -41,7 +41,7 @@ def throughput(finished_at: Sequence[float], cached: Sequence[bool] | None = Non
     cached = list(cached) if cached is not None else [False] * len(finished_at)
     fresh = sorted(t for t, c in zip(finished_at, cached) if not c)
     if fresh:
-        ax.step(fresh, range(1, len(fresh) + 1), where="post", label="fresh")
+        ax.step([0.0, *fresh], range(len(fresh) + 1), where="post", label="fresh")
         span = max(fresh[-1], 1e-9)
         ax.set_title(f"{title}: {len(fresh) / span:.2f} responses/s")
     else:
