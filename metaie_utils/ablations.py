@@ -309,6 +309,10 @@ def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: s
     old = record.get("spec")
     if not isinstance(old, Mapping):
         raise SweepSpecError(f"{where} has no 'spec' entry: it was not written by `python -m metaie_utils sweep`. Move it away or pick another sweep name.")
+    try:  # a record written from the raw YAML lacks the defaults: normalise it through the model
+        old = validate_sweep_spec(old, known_keys=None).model_dump()
+    except SweepSpecError:
+        pass
     new = spec.model_dump()
     diff = [k for k in new if k != "description" and json.dumps(old.get(k), sort_keys=True, default=str)
             != json.dumps(new[k], sort_keys=True, default=str)]

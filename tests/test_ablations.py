@@ -152,6 +152,8 @@ def test_record_compatibility(tmp_path):
     s = spec()
     ab.check_compatible_record(s, {"spec": s.model_dump()})
     ab.check_compatible_record(s, {"spec": {**s.model_dump(), "description": "changed"}})
+    raw = {"name": "s", "stages": ["04_train_meta_model", "05_fewshot_eval"], "grid": {"seed": [0, 1]}}
+    ab.check_compatible_record(s, {"spec": raw})  # defaults left out of the record are not differences
     with pytest.raises(SweepSpecError, match=r"keys \['grid'\] differ"):
         ab.check_compatible_record(s, {"spec": {**s.model_dump(), "grid": {"seed": [5]}}})
     with pytest.raises(SweepSpecError, match="no 'spec' entry"):
