@@ -109,10 +109,20 @@ def memory_child(model: str, batch_size: int, n_sentences: int) -> None:
     from metaie_utils.extraction import MetaIE
 
     ie = MetaIE.from_pretrained(model, device="cpu", batch_size=batch_size)
-    s, labels = workload(n_sentences)
+    s, labels = workload(n_sentences or -(-2 * batch_size // 4))
     base = rss_mb()
     ie.extract(s, labels)
     print(json.dumps({"batch_size": batch_size, "rss_after_load_mb": base, "peak_rss_mb": peak_rss_mb()}))
+
+
+def memory_table(model: str, memory_sentences: int) -> None:
+    print("\nExtraction peak memory (fresh process each; RSS; two batches of CoNLL2003 queries)")
+    print(f"{'batch_size':>10}{'RSS after load MB':>20}{'peak RSS MB':>14}{'extra MB':>10}")
+    for bs in (1, 32, 128):
+        outp = subprocess.run([sys.executable, __file__, "--mem-child", str(bs), "--model", model,
+                               "--memory-sentences", str(memory_sentences)], capture_output=True, text=True, check=True)
+        r = json.loads(outp.stdout.strip().splitlines()[-1])
+        print(f"{bs:>10}{r['rss_after_load_mb']:>20.0f}{r['peak_rss_mb']:>14.0f}{r['peak_rss_mb'] - r['rss_after_load_mb']:>10.0f}")
 
 
 def main() -> None:
@@ -121,7 +131,9 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=300, help="sentences for the batched run (0 = all 3,453)")
     ap.add_argument("--loop-sentences", type=int, default=60, help="sentences for the one-at-a-time loop")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--memory-sentences", type=int, default=128, help="sentences per memory measurement")
+    ap.add_argument("--memory-sentences", type=int, default=0,
+                    help="sentences per memory measurement (0 = enough for two batches: ceil(2 x batch / 4))")
+    ap.add_argument("--memory-only", action="store_true", help="skip the throughput table")
     ap.add_argument("--mem-child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     model = make_model(a.model)
@@ -133,6 +145,8 @@ def main() -> None:
 
     from metaie_utils.extraction import MetaIE
 
+    if a.memory_only:
+        return memory_table(model, a.memory_sentences)
     ie = MetaIE.from_pretrained(model, device="cpu", batch_size=a.batch_size)
     sents, labels = workload(a.sentences)
     n_loop = min(a.loop_sentences, len(sents))
@@ -159,13 +173,7 @@ def main() -> None:
           f"{pairs_b / t_b / r_l:>8.2f}")
     print(f"identical predictions on the {n_loop} shared sentences ({n_spans} spans): {ok}")
 
-    print("\nExtraction peak memory (fresh process each; RSS)")
-    print(f"{'batch_size':>10}{'RSS after load MB':>20}{'peak RSS MB':>14}{'extra MB':>10}")
-    for bs in (1, 32, 128):
-        outp = subprocess.run([sys.executable, __file__, "--mem-child", str(bs), "--model", model,
-                               "--memory-sentences", str(a.memory_sentences)], capture_output=True, text=True, check=True)
-        r = json.loads(outp.stdout.strip().splitlines()[-1])
-        print(f"{bs:>10}{r['rss_after_load_mb']:>20.0f}{r['peak_rss_mb']:>14.0f}{r['peak_rss_mb'] - r['rss_after_load_mb']:>10.0f}")
+    memory_table(model, a.memory_sentences)
     if not ok:
         sys.exit("batched and one-at-a-time predictions differ")
 

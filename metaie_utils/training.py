@@ -89,8 +89,8 @@ class TrainConfig(StageConfig):
     save_steps: int = 200  # checkpoint (for resuming) every N optimizer steps
     protocol_eval: bool = True  # run the authors' CoNLL2003 5-shot protocol section
     protocol_inits: str = "vanilla,meta"  # comma list of "vanilla" (the backbone) and "meta" (this run's model)
-    protocol_lr: float = 3e-4  # fine-tuning learning rate of the protocol
-    protocol_epochs: float = 15.0  # fine-tuning epochs of the protocol
+    protocol_lr: float = 5e-4  # fine-tuning learning rate of the protocol
+    protocol_epochs: float = 8.0  # fine-tuning epochs of the protocol
     protocol_batch_size: int = 16  # fine-tuning batch of the protocol
     protocol_max_test: int = 0  # 0 = the full test file (13,812 records); N = its first N sentences
 
@@ -108,7 +108,7 @@ class TrainConfig(StageConfig):
         """The few-shot fine-tuning recipe of the authors' protocol section."""
         return dataclasses.replace(self.recipe(), lr=self.protocol_lr, epochs=self.protocol_epochs,
                                    batch_size=self.protocol_batch_size, grad_accum=1, max_steps=-1, num_layers=0,
-                                   eval_steps=0, save_steps=100_000)
+                                   warmup_ratio=0.1, eval_steps=0, save_steps=20, log_steps=5)
 
 
 @dataclass
@@ -496,8 +496,10 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
     result = trainer.train(resume_from_checkpoint=last)
     final_eval = trainer.evaluate() if eval_feats else {}
 
+    trainer.save_model(str(output_dir))  # writes on the main process only (DDP-safe)
+    if not trainer.is_world_process_zero():
+        return output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(output_dir))
     tok.save_pretrained(str(output_dir))
     info = {
         "format": "metaie-seqlabel-v1",
