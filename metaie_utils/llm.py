@@ -635,7 +635,7 @@ class DistillConfig(StageConfig):
     teacher_parallel: int = 1  # local server slots (llama.cpp --parallel where supported)
     n_ctx: int = 2048  # local server context size (tokens)
     max_retries: int = 6  # retries per request on 429/5xx/timeouts/dropped connections
-    request_timeout: float = 120.0  # seconds per request
+    request_timeout: float = 600.0  # seconds per request (a timed-out request is re-sent: keep it above the slowest answer)
     price_per_1k_input: float = 0.0  # USD per 1k prompt tokens (0 for local teachers)
     price_per_1k_output: float = 0.0  # USD per 1k completion tokens
 

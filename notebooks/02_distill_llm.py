@@ -64,7 +64,7 @@ concurrency = 1                  # requests in flight
 teacher_parallel = 1             # local server slots (llama-cpp-python serves one at a time; extra requests queue)
 n_ctx = 2048                     # local server context (tokens)
 max_retries = 6                  # retries per request on 429/5xx/timeouts/dropped connections
-request_timeout = 120.0          # seconds per request
+request_timeout = 600.0          # seconds per request (local CPU teachers are slow under load; a timeout re-sends the request)
 price_per_1k_input = 0.0         # USD per 1k prompt tokens (cost estimate)
 price_per_1k_output = 0.0        # USD per 1k completion tokens
 
