@@ -28,7 +28,7 @@ from metaie_utils.params import TemplateConfig
 from metaie_utils.runs import start_run
 
 # %% tags=["parameters"]
-run_name = ""      # "" = timestamp; outputs/00_template/<run_name>
+run_name = ""      # empty: a timestamp; outputs/00_template/<run_name>
 out_root = "outputs"  # relative to the repository root
 overwrite = False  # True replaces a finished run directory
 seed = 0           # any int

@@ -60,6 +60,18 @@ def test_parameters_match_config_fields(nb):
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_parses_every_parameter(nb, caplog):
+    """papermill must read every parameter line (a '=' inside a comment makes it skip the line and warn)."""
+    import papermill
+
+    cls = TemplateConfig if nb.stem == "00_template" else stage_class(nb.stem)
+    with caplog.at_level("WARNING"):
+        names = set(papermill.inspect_notebook(str(nb)))
+    assert not [r.getMessage() for r in caplog.records if "Unable to parse" in r.getMessage()]
+    assert names == set(cls.model_fields)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_colab_badge_and_opt_in_install(nb):
     text = nb.read_text()
     assert "colab-badge.svg" in text and f"notebooks/{nb.name}" in text
