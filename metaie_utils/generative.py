@@ -330,6 +330,8 @@ def encode_example(tok, prompt: str, target: str, seq2seq: bool, max_length: int
     if seq2seq:
         src = tok(prompt, truncation=True, max_length=max_length)["input_ids"]
         tgt = tok(text_target=target.strip(), truncation=True, max_length=max_length)["input_ids"]
+        if eos and (not tgt or tgt[-1] != eos[0]):
+            tgt = tgt + eos  # BART/T5 tokenizers add it themselves; others do not
         return {"input_ids": src, "attention_mask": [1] * len(src), "labels": tgt}
     p = tok(prompt, add_special_tokens=False)["input_ids"]
     t = tok(target, add_special_tokens=False)["input_ids"] + eos

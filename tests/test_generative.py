@@ -220,3 +220,29 @@ def test_smollm2_gguf_backbone_trains_and_extracts(tmp_path):
     m = GenerativeIE.from_pretrained(out)
     res = m.extract(["Tom met Ann in Paris."], ["Person"])
     assert len(res) == 1 and all("Tom met Ann in Paris."[s.start:s.end] == s.text for s in res[0])
+
+
+def test_seq2seq_path_trains_and_extracts(tiny_lm, tmp_path):
+    """The BART/T5 branch (AutoModelForSeq2SeqLM): a tiny random BART with the local tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    d = tmp_path / "tiny_bart"
+    tok.save_pretrained(d)
+    e = tok.eos_token_id
+    cfg = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+                     pad_token_id=e, eos_token_id=e, bos_token_id=e, decoder_start_token_id=e, forced_eos_token_id=None)
+    BartForConditionalGeneration(cfg).save_pretrained(d)
+    model, _, seq2seq = gen.load_backbone(d)
+    assert seq2seq is True
+    ex = gen.encode_example(tok, *gen.instance_to_example(INSTANCES[0]), seq2seq, max_length=64)
+    assert -100 not in ex["labels"] and tok.decode(ex["labels"], skip_special_tokens=True) == "Tom; Ann"
+    assert ex["labels"][-1] == e
+    out = gen.train_generative(INSTANCES * 2, d, tmp_path / "m", {"max_steps": 6, "lr": 1e-3, "batch_size": 4, "logging_steps": 1})
+    info = json.loads((out / "metaie_training.json").read_text())
+    assert info["seq2seq"] is True and info["global_step"] == 6
+    res = GenerativeIE.from_pretrained(out).extract(["Tom met Ann in Paris."], ["Person"])
+    assert len(res) == 1 and all("Tom met Ann in Paris."[s.start:s.end] == s.text for s in res[0])
