@@ -38,16 +38,16 @@ from metaie_utils.plots import save
 from metaie_utils.runs import start_run, write_json
 
 # %% tags=["parameters"]
-run_name = ""            # "" = timestamp; outputs/01_sample_corpus/<run_name>
+run_name = ""            # empty: timestamp; outputs/01_sample_corpus/<run_name>
 out_root = "outputs"     # relative to the repository root
 overwrite = False        # True replaces a finished run directory
 seed = 0                 # any int: the sample
 corpus = "news"          # "news" | "hf:<dataset>[:<config>]" (e.g. "hf:Skylion007/openwebtext") | path to .txt/.jsonl/.csv/.zip
 text_field = "text"      # column/key holding the text (hf, .jsonl, .csv)
 hf_split = "train"       # split of a hf: dataset
-max_docs = 300           # 0 = every document; N = stop after N documents
+max_docs = 300           # 0: every document; N: stop after N documents
 sentence_mode = "first"  # "first" (the paper) | "all"
-n_sentences = 20         # sentences to sample; 0 = all that pass the filters
+n_sentences = 20         # sentences to sample; 0: all that pass the filters
 min_words = 5            # shortest sentence kept (words)
 max_words = 60           # longest sentence kept (words)
 dedup = True             # drop normalized duplicates

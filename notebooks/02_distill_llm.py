@@ -47,14 +47,14 @@ from metaie_utils.runs import start_run, write_json
 from metaie_utils.teacher import teacher_endpoint
 
 # %% tags=["parameters"]
-run_name = ""                    # "" = timestamp; outputs/02_distill_llm/<run_name>
+run_name = ""                    # empty: timestamp; outputs/02_distill_llm/<run_name>
 out_root = "outputs"             # relative to the repository root
 overwrite = False                # True replaces a finished run directory
 seed = 0                         # any int (sent as the request seed + sample_index)
 input_dir = "tests/fixtures/distill/sentences.jsonl"  # 01's run directory or a sentences.jsonl
-limit = 3                        # 0 = every sentence; N = the first N
+limit = 3                        # 0: every sentence; N: the first N
 teacher = "local:smollm2-135m"   # "local:<smollm2-135m|qwen2.5-0.5b|qwen2.5-1.5b|path.gguf>" | a model name at base_url
-base_url = ""                    # remote teachers: "" = OpenAI API; "http://host:port/v1" for vLLM/Ollama/llama.cpp
+base_url = ""                    # remote teachers: empty: OpenAI API; "http://host:port/v1" for vLLM/Ollama/llama.cpp
 api_key_env = "OPENAI_API_KEY"   # environment variable with the key (remote teachers; never put a key here)
 prompt_version = "metaie-1shot-v1"  # "metaie-v1" (the paper) | "metaie-1shot-v1" | "ner-v1"
 n_samples = 1                    # responses per sentence
