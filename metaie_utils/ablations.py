@@ -582,16 +582,21 @@ def read_sweep(name_or_path: str | Path, out_root: str | Path = "outputs") -> Sw
         mets = {s: _read_json(d / "metrics.json") for s, d in dirs.items()}
         done = [s for s in stages if mets.get(s) is not None]
         status = "finished" if len(done) == len(stages) else ("partial" if done else "missing")
-        secs = [_seconds(_read_json(dirs[s] / "manifest.json")) for s in stages]
+        manifests = {s: _read_json(d / "manifest.json") for s, d in dirs.items()}
+        secs = [_seconds(manifests[s]) for s in stages]
         m03, m04 = mets.get("03_convert_bio"), mets.get("04_train_meta_model")
-        backbone = ov.get("backbone", spec.get("set", {}).get("backbone", ""))
+        # the backbone of the run as resolved (point, else spec set, else the params layers via 04's manifest)
+        ran = ((manifests.get("04_train_meta_model") or {}).get("params") or {})
+        backbone = ov.get("backbone", spec.get("set", {}).get("backbone", ran.get("backbone", "")))
+        layers = ov.get("num_layers", spec.get("set", {}).get("num_layers", ran.get("num_layers", 0)))
         n_params = _count(m04, ("n_parameters", "num_parameters", "parameters", "n_params")) or nominal_params(
-            backbone, int(ov.get("num_layers", spec.get("set", {}).get("num_layers", 0)) or 0))
+            backbone, int(layers or 0))
         row = {
             "run_name": run_name, "label": point_label(ov, varied), "status": status, **{k: ov.get(k) for k in varied},
             "n_params": n_params,
             "n_sentences": _count(m03, ("sentences", "n_sentences")),
-            "n_instances": _count(m03, ("train_instances", "instances", "n_instances")),
+            # instances meta-training saw: 04's n_train (after meta_max_instances), else 03's training instances
+            "n_instances": _count(m04, ("n_train",)) or _count(m03, ("train_instances", "instances", "n_instances")),
             "seconds": sum(x for x in secs if x is not None) if any(x is not None for x in secs) else None,
             **{f"dir_{s}": str(d) for s, d in dirs.items()},
         }
