@@ -43,11 +43,11 @@ from metaie_utils.plots import ablations as plots
 from metaie_utils.runs import start_run
 
 # %% tags=["parameters"]
-run_name = ""         # "" = timestamp; outputs/06_ablations/<run_name>
+run_name = ""         # "": a timestamp; outputs/06_ablations/<run_name>
 out_root = "outputs"  # relative to the repository root; sweeps are read from <out_root>/sweeps
 overwrite = False     # True replaces a finished run directory
 seed = 0              # any int (nothing random here)
-sweeps = []           # sweep names or spec paths, e.g. ["model_size_cpu", "params/sweeps/data_size_cpu.yaml"]; [] = every recorded sweep
+sweeps = []           # sweep names or spec paths, e.g. ["model_size_cpu", "params/sweeps/data_size_cpu.yaml"]; []: every recorded sweep
 metric = "f1"         # "f1" | "precision" | "recall"
 
 # %%
