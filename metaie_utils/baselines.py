@@ -242,9 +242,15 @@ def ner_distilled_checkpoint(cfg: Any) -> Path:
     n = cfg.baseline_instances or metaie_instance_count(cfg.meta_model)
     if not instances:
         raise _user_error(f"{responses} gave no NER instances (every response failed or matched no span).")
+    if len(instances) < n:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "ner-distill: the teacher's NER responses gave %d instances, fewer than the %d to match; training on all "
+            "of them (recorded as n_requested in baseline.json)", len(instances), n)
     instances = subsample(instances, n, cfg.seed)
     recipe, train_params = meta_training_recipe(cfg.meta_model)
-    settings = {"responses": str(responses), "n": len(instances), "backbone": cfg.backbone,
+    settings = {"responses": str(responses), "n": len(instances), "n_requested": n, "backbone": cfg.backbone,
                 "num_layers": cfg.num_layers, "train": train_params, "seed": cfg.seed}
     return _train_cached("ner-distill", instances, cfg, settings, recipe)
 
