@@ -15,6 +15,7 @@ an error that names the file and the key.
 from __future__ import annotations
 
 import difflib
+import re
 import importlib
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
@@ -132,13 +133,19 @@ def list_param_files() -> list[str]:
 
 
 def parse_set(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["seed=3", "backbone=mpnet-base"]`` -> ``{"seed": 3, "backbone": "mpnet-base"}`` (YAML-typed)."""
+    """``["seed=3", "backbone=mpnet-base", "lr=3e-4"]`` -> ``{"seed": 3, "backbone": "mpnet-base", "lr": 0.0003}``.
+
+    Values are YAML-typed, and ``3e-4``-style numbers (strings in YAML 1.1) become floats.
+    """
     out = {}
     for pair in pairs:
         if "=" not in pair:
             raise ParamsError(f"--set expects key=value, got {pair!r}.")
         k, v = pair.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v) if v.strip() else ""
+        val = yaml.safe_load(v) if v.strip() else ""
+        if isinstance(val, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", val.strip()):
+            val = float(val)  # YAML 1.1 reads 3e-4 as a string
+        out[k.strip()] = val
     return out
 
 

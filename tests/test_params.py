@@ -89,6 +89,7 @@ def test_layers_apply_in_order_and_set_wins(tmp_path):
 
 def test_parse_set_is_yaml_typed():
     assert P.parse_set(["seed=3", "run_name=abc", "overwrite=true"]) == {"seed": 3, "run_name": "abc", "overwrite": True}
+    assert P.parse_set(["lr=3e-4", "x=1.5E+2", "name=e5"]) == {"lr": 3e-4, "x": 150.0, "name": "e5"}
     with pytest.raises(P.ParamsError):
         P.parse_set(["seed"])
 
