@@ -174,13 +174,26 @@ def local_teacher(
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     try:
         waited = wait_ready(base_url, proc, log_path, startup_timeout)
         yield LocalTeacher(base_url=base_url, model=alias, port=port, gguf=gguf, log_path=log_path, process=proc,
                            startup_s=waited)
     finally:
         stop_process(proc)
+
+
+def _die_with_parent() -> None:
+    """In the server child (Linux): receive SIGTERM when the parent dies, so a killed kernel or CLI never
+    leaves an orphaned llama.cpp server holding the CPU."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def parse_teacher(teacher: str) -> tuple[str, str | None]:
