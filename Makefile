@@ -2,6 +2,8 @@
 PY      ?= .venv/bin/python
 PARAMS  ?= params/defaults.yaml
 SET     ?=
+# One run name per params file (defaults, cpu, ...): a second `make run` resumes or re-prints, never re-does.
+RUN_NAME ?= $(basename $(notdir $(lastword $(PARAMS))))
 # Assets the default run and the tests need (see `python -m metaie_utils assets list`).
 RUN_ASSETS  ?= minilm-l6 qwen2.5-0.5b news teacher-server
 TEST_ASSETS ?= minilm-l6 smollm2-135m news teacher-server
@@ -16,9 +18,9 @@ help:  ## list the targets
 setup:  ## create .venv and install the package, torch (CPU) and the default assets
 	bash scripts/bootstrap.sh $(RUN_ASSETS)
 
-run:  ## the main job: notebooks 01 -> 05 on params/defaults.yaml (PARAMS=..., SET="key=value ...")
+run:  ## the main job: notebooks 01 -> 05 on params/defaults.yaml (PARAMS=..., SET="key=value ...", RUN_NAME=...)
 	bash scripts/bootstrap.sh $(RUN_ASSETS)
-	$(PY) -m metaie_utils run --params $(PARAMS) $(foreach s,$(SET),--set $(s))
+	$(PY) -m metaie_utils run --params $(PARAMS) --run-name $(RUN_NAME) $(foreach s,$(SET),--set $(s))
 
 test:  ## unit tests + papermill smoke runs of every notebook
 	bash scripts/bootstrap.sh $(TEST_ASSETS)

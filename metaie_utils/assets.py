@@ -42,6 +42,7 @@ import importlib.metadata as metadata
 import importlib.util
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .paths import cache_dir
 
@@ -130,6 +131,7 @@ class AssetSpec:
     sha256: dict[str, str] = field(default_factory=dict)
     no_deps: bool = True
     default: bool = True
+    build_env: Callable[[], dict[str, str]] | None = None  # extra environment for pip (e.g. CMAKE_ARGS)
     exclude: tuple[str, ...] = ()
     zip_root: str = ""
     imports: tuple[str, ...] = ()
@@ -261,6 +263,7 @@ ASSETS: dict[str, AssetSpec] = {
         assembly="pip",
         no_deps=False,
         imports=("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"),
+        build_env=lambda: _portable_llama_cmake_args(),
         description="llama-cpp-python[server]: local OpenAI-compatible server for GGUF teachers (builds ~5-10 min)",
         size_bytes=0,
     ),
@@ -377,13 +380,33 @@ def _sources_present(spec: AssetSpec) -> bool:
     return all(s.locate().exists() for s in spec.sources)
 
 
+def _portable_llama_cmake_args() -> dict[str, str]:
+    """CMAKE_ARGS for a portable llama.cpp build on x86-64 (AVX2/FMA/F16C, no -march=native).
+
+    A native build enables every instruction set the CPU reports; in virtual machines that report AMX or
+    AVX-512 without the OS enabling them, the server then dies with SIGILL on its first completion
+    (seen on this project's CI machines). The x86-64-v3 level runs on any CPU of the last decade.
+    A ``CMAKE_ARGS`` already in the environment wins (e.g. ``-DGGML_CUDA=on`` for a GPU build).
+
+    >>> import os; env = _portable_llama_cmake_args()
+    >>> ("CMAKE_ARGS" in os.environ) or (platform.machine().lower() not in ("x86_64", "amd64")) or ("GGML_NATIVE=OFF" in env["CMAKE_ARGS"])
+    True
+    """
+    if os.environ.get("CMAKE_ARGS") or platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    flags = ["GGML_NATIVE=OFF", "GGML_AVX=ON", "GGML_AVX2=ON", "GGML_FMA=ON", "GGML_F16C=ON",
+             "GGML_AVX512=OFF", "GGML_AMX_INT8=OFF", "GGML_AMX_TILE=OFF", "GGML_AMX_BF16=OFF"]
+    return {"CMAKE_ARGS": " ".join(f"-D{f}" for f in flags)}
+
+
 def _pip_install(spec: AssetSpec) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check"]
     if spec.no_deps:
         cmd.append("--no-deps")
     cmd += list(spec.packages)
-    _log(f"{spec.alias}: {' '.join(cmd[1:])}")
-    rc = subprocess.run(cmd).returncode
+    extra_env = spec.build_env() if spec.build_env else {}
+    _log(f"{spec.alias}: {' '.join(f'{k}={v!r}' for k, v in extra_env.items())} {' '.join(cmd[1:])}".strip())
+    rc = subprocess.run(cmd, env={**os.environ, **extra_env}).returncode
     importlib.invalidate_caches()
     if rc != 0:
         raise AssetError(

@@ -83,6 +83,22 @@ def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_
     return nb_out
 
 
+def _check_same_params(stage: str, run_dir: Path, stage_params_: Mapping[str, Any]) -> None:
+    """Refuse to skip a finished stage whose recorded params differ from the ones asked for now.
+
+    Without this, ``run --run-name X`` with other params would silently reuse X's stale results.
+    """
+    from .ablations import SweepSpecError, check_run_matches
+
+    wanted = {k: v for k, v in stage_params_.items() if k not in ("overwrite", "run_name")}
+    try:
+        check_run_matches(run_dir, wanted)
+    except SweepSpecError as e:
+        raise StageFailed(
+            f"{stage}: {e} Pick another --run-name, or pass --set overwrite=true to re-run it with the new params."
+        ) from None
+
+
 def run_pipeline(
     params: dict[str, Any],
     stages: Iterable[str] = PIPELINE,
@@ -97,6 +113,7 @@ def run_pipeline(
     for stage, p, d in plan(params, stages, reuse):
         dirs[stage] = d
         if is_finished(d) and not overwrite:
+            _check_same_params(stage, d, p)
             print(f"[run] {stage}: finished earlier, skipped ({_rel(d)})", flush=True)
             continue
         t0 = time.time()

@@ -178,10 +178,39 @@ def local_teacher(
                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     try:
         waited = wait_ready(base_url, proc, log_path, startup_timeout)
-        yield LocalTeacher(base_url=base_url, model=alias, port=port, gguf=gguf, log_path=log_path, process=proc,
-                           startup_s=waited)
+        try:
+            yield LocalTeacher(base_url=base_url, model=alias, port=port, gguf=gguf, log_path=log_path, process=proc,
+                               startup_s=waited)
+        except Exception as e:
+            if proc.poll() is not None:  # the real cause is the dead server, not the client's connection error
+                raise TeacherError(died_message(proc.returncode, log_path)) from e
+            raise
     finally:
         stop_process(proc)
+
+
+def died_message(returncode: int | None, log_path: Path | None) -> str:
+    """Why the local teacher server stopped answering, from its exit code and log.
+
+    >>> died_message(-4, None).splitlines()[0]
+    'The local teacher server died (exit code -4, SIGILL: illegal instruction).'
+    """
+    name = ""
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = ""
+    if name == "SIGILL":
+        head = (f"The local teacher server died (exit code {returncode}, SIGILL: illegal instruction).\n"
+                "llama-cpp-python was compiled for CPU instructions this machine does not run (a -march=native build "
+                "from another CPU, or AMX/AVX-512 that a VM does not enable). Rebuild it portably: "
+                "`pip cache remove 'llama_cpp_python*'; pip uninstall -y llama-cpp-python; "
+                "python -m metaie_utils assets install teacher-server`.")
+    else:
+        head = (f"The local teacher server died (exit code {returncode}{', ' + name if name else ''}): out of memory "
+                "(SIGKILL) or a llama.cpp crash. Finished responses are in the cache: re-run to resume.")
+    return f"{head}\nLast lines of {log_path}:\n{_tail(log_path)}"
 
 
 def _die_with_parent() -> None:

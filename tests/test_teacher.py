@@ -115,3 +115,38 @@ def test_real_llama_server_with_smollm2_on_three_sentences(tmp_path):
     assert all(r["response"] and r["error"] is None for r in rows)
     assert response_stats(rows)["answered"] == 3 and c.stats.completion_tokens > 0
     assert "127.0.0.1" in (tmp_path / "teacher_server.log").read_text()
+
+
+FAKE_SERVER_THAT_DIES = r"""
+import http.server, json, os, signal, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_POST(self):
+        print("crashing like a llama.cpp build with the wrong instructions", flush=True)
+        os.kill(os.getpid(), signal.SIGILL)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@pytest.mark.unit
+def test_a_server_that_dies_mid_run_is_named_with_its_signal_and_log(tmp_path, monkeypatch):
+    """The client only sees 'connection refused'; the teacher context says the server died, and why."""
+    import urllib.request
+
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER_THAT_DIES)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setattr(teacher, "check_server_package", lambda: None)
+    monkeypatch.setattr(teacher, "server_command", lambda g, port, *a, **k: [sys.executable, str(script), str(port)])
+    with pytest.raises(TeacherError, match=r"SIGILL(.|\n)*Rebuild it portably(.|\n)*crashing like a llama.cpp build"):
+        with teacher.local_teacher(str(gguf), log_dir=tmp_path) as t:
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{t.base_url}/chat/completions", data=b"{}"), timeout=10)
+            except OSError:
+                pass
+            t.process.wait(10)
+            raise ConnectionError("the client gave up")  # what the LLM client raises after its retries
