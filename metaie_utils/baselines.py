@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .paths import resolve
+from .extraction import Span
 from .runs import read_json, write_json
 
 MANIFEST = "manifest.json"
@@ -319,19 +320,6 @@ def multiie_checkpoint(cfg: Any) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class IclSpan:
-    """A predicted span (the fields of :class:`metaie_utils.extraction.Span`)."""
-
-    label: str
-    text: str
-    start: int
-    end: int
-    score: float
-    word_start: int
-    word_end: int
-
-
 def demonstrations(instances: Iterable[Mapping[str, Any]]) -> list[tuple[list[str], list[tuple[str, str]]]]:
     """Authors'-format support instances -> per sentence ``(words, [(label, span text), ...])``.
 
@@ -377,7 +365,7 @@ def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tu
     return msgs
 
 
-def parse_icl_response(response: str | None, words: Sequence[str], labels: Sequence[str]) -> list[IclSpan]:
+def parse_icl_response(response: str | None, words: Sequence[str], labels: Sequence[str]) -> list[Span]:
     """``"- Person: Tom Cruise"`` lines -> spans over ``words`` (case-insensitive type and span match).
 
     Lines whose type is not one of ``labels`` or whose span is not a word sequence of the sentence are
@@ -394,7 +382,7 @@ def parse_icl_response(response: str | None, words: Sequence[str], labels: Seque
     for w in words:
         starts.append(pos)
         pos += len(w) + 1
-    out: list[IclSpan] = []
+    out: list[Span] = []
     seen = set()
     for typ, span in ICL_LINE.findall(response):
         lab = by_lower.get(typ.strip().lower())
@@ -409,7 +397,7 @@ def parse_icl_response(response: str | None, words: Sequence[str], labels: Seque
         for i in range(len(low) - n + 1):
             if low[i:i + n] == toks and (lab, i, i + n) not in seen:
                 seen.add((lab, i, i + n))
-                out.append(IclSpan(lab, " ".join(words[i:i + n]), starts[i], starts[i + n - 1] + len(words[i + n - 1]),
+                out.append(Span(lab, " ".join(words[i:i + n]), starts[i], starts[i + n - 1] + len(words[i + n - 1]),
                                    1.0, i, i + n))
     return out
 
@@ -425,7 +413,7 @@ class IclExtractor:
     demos: list = field(default_factory=list)
     closer: Any = None
 
-    def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]]) -> list[list[IclSpan]]:
+    def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]]) -> list[list[Span]]:
         from .text import word_tokenize
 
         words = [list(t) if not isinstance(t, str) else word_tokenize(t) for t in texts]

@@ -477,35 +477,6 @@ def _model_card(info: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _conflict_resolver():
-    try:
-        from .extraction import resolve_conflicts
-        return resolve_conflicts
-    except ImportError:
-        return None
-
-
-def _span_class():
-    try:
-        from .extraction import Span  # the shared span type of the sequence-labeling API
-        return Span
-    except ImportError:
-        return _Span
-
-
-@dataclass
-class _Span:
-    """Fallback span record with the fields of ``extraction.Span`` (used only if extraction is absent)."""
-
-    label: str
-    text: str
-    start: int
-    end: int
-    score: float
-    word_start: int
-    word_end: int
-
-
 def _words_and_offsets(text: str | Sequence[str]) -> tuple[str, list[str], list[tuple[int, int]]]:
     """A string or a word list -> ``(text, words, char offsets)``; a word list is joined by spaces."""
     if isinstance(text, str):
@@ -612,7 +583,8 @@ class GenerativeIE:
         if isinstance(texts, str):
             raise TypeError("extract expects a list of texts; wrap a single text as [text].")
         per_text = _labels_per_text(labels, len(texts))
-        Span = _span_class()
+        from .extraction import Span, resolve_conflicts
+
         prepared = [_words_and_offsets(t) for t in texts]
         queries = [(i, lab) for i, labs in enumerate(per_text) if prepared[i][1] for lab in labs]
         gens = self._generate([build_prompt(prepared[i][1], lab) for i, lab in queries]) if queries else []
@@ -622,18 +594,9 @@ class GenerativeIE:
             for ws, we in locate_spans(words, parse_generation(gen)):
                 s, e = offs[ws][0], offs[we - 1][1]
                 results[i].append(Span(label=lab, text=raw[s:e], start=s, end=e, score=score, word_start=ws, word_end=we))
-        resolve = _conflict_resolver()
         out = []
         for r in results:
-            if resolve is not None:
-                r = resolve(r, conflict)
-            elif conflict != "all":
-                best: dict[tuple[int, int], Any] = {}
-                for sp in r:
-                    k = (sp.word_start, sp.word_end)
-                    if k not in best or sp.score > best[k].score:
-                        best[k] = sp
-                r = list(best.values())
+            r = resolve_conflicts(r, conflict)
             out.append(sorted(r, key=lambda sp: (sp.start, sp.end, sp.label)))
         return out
 
