@@ -72,8 +72,8 @@ log_steps = 1                 # positive int: log the loss every N steps
 save_steps = 200              # positive int: checkpoint every N steps (a re-run resumes from it)
 protocol_eval = False         # True: run the authors' CoNLL2003 5-shot protocol section
 protocol_inits = "vanilla,meta"  # comma list of "vanilla" (the backbone) and "meta" (this run's model)
-protocol_lr = 5e-4            # positive float: protocol fine-tuning learning rate
-protocol_epochs = 8.0         # positive float: protocol fine-tuning epochs over the 80 support instances
+protocol_lr = 3e-4            # positive float: protocol fine-tuning learning rate
+protocol_epochs = 30.0        # positive float: protocol fine-tuning epochs over the 80 support instances
 protocol_batch_size = 16      # positive int: protocol fine-tuning batch
 protocol_max_test = 0         # non-negative int: first N test sentences (0: all 3,453)
 
