@@ -324,20 +324,28 @@ def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: s
         )
 
 
+def param_diff(run_dir: Path, wanted: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (recorded, wanted)}`` for every key of ``wanted`` that the run's manifest records otherwise.
+
+    A directory without a manifest gives ``{}`` (nothing started there yet); a corrupt one is an error.
+    """
+    mf = Path(run_dir) / "manifest.json"
+    if not mf.is_file():
+        return {}
+    try:
+        params = json.loads(mf.read_text()).get("params", {})
+    except json.JSONDecodeError as e:
+        raise SweepSpecError(f"{mf} is not valid JSON ({e}); delete the run directory {run_dir} to re-run it.") from None
+    return {k: (params[k], v) for k, v in wanted.items() if k in params and params[k] != v}
+
+
 def check_run_matches(run_dir: Path, overrides: Mapping[str, Any]) -> None:
     """Refuse a run directory whose manifest params contradict the point's overrides.
 
     Only keys the run's stage declares are compared (a training run has no ``max_sentences``).
     A directory without a manifest passes (nothing started there yet).
     """
-    mf = Path(run_dir) / "manifest.json"
-    if not mf.is_file():
-        return
-    try:
-        params = json.loads(mf.read_text()).get("params", {})
-    except json.JSONDecodeError as e:
-        raise SweepSpecError(f"{mf} is not valid JSON ({e}); delete the run directory {run_dir} to re-run it.") from None
-    bad = {k: (params[k], v) for k, v in overrides.items() if k in params and params[k] != v}
+    bad = param_diff(run_dir, overrides)
     if bad:
         detail = ", ".join(f"{k}: run has {a!r}, spec wants {b!r}" for k, (a, b) in bad.items())
         raise SweepSpecError(

@@ -88,15 +88,15 @@ def _check_same_params(stage: str, run_dir: Path, stage_params_: Mapping[str, An
 
     Without this, ``run --run-name X`` with other params would silently reuse X's stale results.
     """
-    from .ablations import SweepSpecError, check_run_matches
+    from .ablations import param_diff
 
-    wanted = {k: v for k, v in stage_params_.items() if k not in ("overwrite", "run_name")}
-    try:
-        check_run_matches(run_dir, wanted)
-    except SweepSpecError as e:
+    bad = param_diff(run_dir, {k: v for k, v in stage_params_.items() if k not in ("overwrite", "run_name")})
+    if bad:
+        detail = ", ".join(f"{k}: recorded {a!r}, asked {b!r}" for k, (a, b) in bad.items())
         raise StageFailed(
-            f"{stage}: {e} Pick another --run-name, or pass --set overwrite=true to re-run it with the new params."
-        ) from None
+            f"{stage}: the finished run {_rel(run_dir)} was made with other parameters ({detail}). Pick another "
+            f"--run-name (make run RUN_NAME=...), delete that directory, or pass --set overwrite=true to re-run it."
+        )
 
 
 def run_pipeline(

@@ -47,3 +47,20 @@ def test_plan_wires_upstreams(tmp_path):
     assert p2["input_dir"].endswith("01_sample_corpus/x")
     steps = pipeline.plan(params, ["02_distill_llm"], reuse={"01_sample_corpus": "old"})
     assert steps[0][1]["input_dir"].endswith("01_sample_corpus/old")
+
+
+def test_finished_stage_with_other_params_is_refused_not_reused(tmp_path, monkeypatch):
+    """`run --run-name X` with new params must not silently skip X's stale finished stage."""
+    from metaie_utils.params import load_params
+    from metaie_utils.runs import run_dir_for
+
+    params = load_params([], {"run_name": "x", "out_root": str(tmp_path), "n_sentences": 7})
+    d = run_dir_for("01_sample_corpus", "x", str(tmp_path))
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text("{}")
+    (d / "manifest.json").write_text(json.dumps({"params": {"n_sentences": 9, "seed": 0}}))
+    monkeypatch.setattr(pipeline, "execute_stage", lambda *a, **k: pytest.fail("must not execute"))
+    with pytest.raises(pipeline.StageFailed, match=r"n_sentences: recorded 9, asked 7(.|\n)*overwrite=true"):
+        pipeline.run_pipeline(params, ["01_sample_corpus"])
+    (d / "manifest.json").write_text(json.dumps({"params": {"n_sentences": 7, "seed": 0}}))
+    assert pipeline.run_pipeline(params, ["01_sample_corpus"]) == {"01_sample_corpus": d}  # same params: skipped
