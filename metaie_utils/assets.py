@@ -263,7 +263,7 @@ ASSETS: dict[str, AssetSpec] = {
         assembly="pip",
         no_deps=False,
         imports=("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"),
-        build_env=lambda: _portable_llama_cmake_args(),
+        build_env=lambda: _portable_llama_cmake_args(),  # defined below ASSETS
         description="llama-cpp-python[server]: local OpenAI-compatible server for GGUF teachers (builds ~5-10 min)",
         size_bytes=0,
     ),
@@ -383,9 +383,9 @@ def _sources_present(spec: AssetSpec) -> bool:
 def _portable_llama_cmake_args() -> dict[str, str]:
     """CMAKE_ARGS for a portable llama.cpp build on x86-64 (AVX2/FMA/F16C, no -march=native).
 
-    A native build enables every instruction set the CPU reports; in virtual machines that report AMX or
-    AVX-512 without the OS enabling them, the server then dies with SIGILL on its first completion
-    (seen on this project's CI machines). The x86-64-v3 level runs on any CPU of the last decade.
+    A native build enables every instruction set the CPU reports; on this project's 2-core build machine
+    (which reports AMX and AVX-512, most likely not enabled for the VM) that server died with SIGILL on its
+    first completion. The x86-64-v3 level runs on any CPU of the last decade.
     A ``CMAKE_ARGS`` already in the environment wins (e.g. ``-DGGML_CUDA=on`` for a GPU build).
 
     >>> import os; env = _portable_llama_cmake_args()
