@@ -11,7 +11,10 @@ Prints two tables:
    one-pair-at-a-time loop (the authors' inference: tokenize one query, one forward pass, decode) on the
    first ``--loop-sentences`` of them, with the ratio, and whether both give identical spans (labels and
    offsets equal, scores within 1e-4) on the shared sentences;
-2. peak RSS of extraction at batch sizes 1, 32, 128, each measured in a fresh subprocess.
+   A third row runs the batched API under bf16 autocast (``precision="bf16"``; fast on CPUs with AMX or
+   AVX512-BF16) and reports its span agreement with fp32;
+2. peak RSS of extraction at batch sizes 1, 32, 128, each measured in a fresh subprocess (the peak mark
+   is reset after the model is loaded, so it is extraction's own peak).
 
     .venv/bin/python benchmarks/bench_extract.py                   # ~5 min on 2 busy cores
     .venv/bin/python benchmarks/bench_extract.py --sentences 0     # all 3,453 sentences (13,812 pairs)
@@ -39,7 +42,24 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux ``/proc/self/clear_refs``), so the peak that follows is the
+    extraction's, not model loading's (which briefly holds two copies of the weights)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mb() -> float:
+    """Peak RSS since the last :func:`reset_peak_rss` (``VmHWM``), else since the process started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -94,6 +114,13 @@ def one_at_a_time(ie, sentences, labels):
     return out
 
 
+def agreement(a, b) -> float:
+    """Share of the (label, start, end) spans of either side that both sides predict."""
+    x = {(i, s.label, s.start, s.end) for i, spans in enumerate(a) for s in spans}
+    y = {(i, s.label, s.start, s.end) for i, spans in enumerate(b) for s in spans}
+    return len(x & y) / max(1, len(x | y))
+
+
 def same(a, b) -> bool:
     if len(a) != len(b):
         return False
@@ -110,13 +137,15 @@ def memory_child(model: str, batch_size: int, n_sentences: int) -> None:
 
     ie = MetaIE.from_pretrained(model, device="cpu", batch_size=batch_size)
     s, labels = workload(n_sentences or -(-2 * batch_size // 4))
+    reset_peak_rss()
     base = rss_mb()
     ie.extract(s, labels)
     print(json.dumps({"batch_size": batch_size, "rss_after_load_mb": base, "peak_rss_mb": peak_rss_mb()}))
 
 
 def memory_table(model: str, memory_sentences: int) -> None:
-    print("\nExtraction peak memory (fresh process each; RSS; two batches of CoNLL2003 queries)")
+    print("\nExtraction peak memory (fresh process each; RSS after loading the model and the queries, and the"
+          " peak during extract, the peak mark reset after loading; two batches of CoNLL2003 queries)")
     print(f"{'batch_size':>10}{'RSS after load MB':>20}{'peak RSS MB':>14}{'extra MB':>10}")
     for bs in (1, 32, 128):
         outp = subprocess.run([sys.executable, __file__, "--mem-child", str(bs), "--model", model,
@@ -134,6 +163,7 @@ def main() -> None:
     ap.add_argument("--memory-sentences", type=int, default=0,
                     help="sentences per memory measurement (0 = enough for two batches: ceil(2 x batch / 4))")
     ap.add_argument("--memory-only", action="store_true", help="skip the throughput table")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16-autocast row (CPUs without bf16 units are slow at it)")
     ap.add_argument("--mem-child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     model = make_model(a.model)
@@ -172,6 +202,16 @@ def main() -> None:
     print(f"{f'MetaIE.extract batch={a.batch_size}':<34}{pairs_b:>8}{t_b:>10.1f}{pairs_b / t_b:>10.1f}"
           f"{pairs_b / t_b / r_l:>8.2f}")
     print(f"identical predictions on the {n_loop} shared sentences ({n_spans} spans): {ok}")
+    if not a.no_bf16:
+        ie16 = MetaIE(ie.model, ie.tokenizer, "cpu", a.batch_size, precision="bf16")
+        ie16.extract(sents[:4], labels[:4])
+        t = time.perf_counter()
+        half = ie16.extract(sents, labels)
+        t_h = time.perf_counter() - t
+        print(f"{'MetaIE.extract batch=' + str(a.batch_size) + ' bf16':<34}{pairs_b:>8}{t_h:>10.1f}"
+              f"{pairs_b / t_h:>10.1f}{pairs_b / t_h / r_l:>8.2f}")
+        print(f"bf16 autocast (opt-in: precision='bf16') against fp32 on all {len(sents)} sentences: span agreement "
+              f"{agreement(half, batched):.4f} (1 = identical), identical: {same(half, batched)}")
 
     memory_table(model, a.memory_sentences)
     if not ok:

@@ -727,6 +727,23 @@ def config_key(obj: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+PROTOCOL_SEEDS = 3  # the paper's protocol: mean ± std over 3 support sets (the `evaluate` default)
+
+
+def _files_set(files: Sequence[str], key: str) -> bool:
+    """Whether any of the params ``files`` sets ``key``."""
+    import yaml
+
+    for f in files:
+        try:
+            data = yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {}
+        except OSError:
+            continue  # load_params names the missing file
+        if isinstance(data, dict) and key in data:
+            return True
+    return False
+
+
 def config_from_args(args) -> EvalConfig:
     """The CLI's EvalConfig: ``params/defaults.yaml`` + ``--params`` files + ``--set`` pairs + the flags."""
     from .params import load_params, parse_set, stage_config
@@ -739,6 +756,8 @@ def config_from_args(args) -> EvalConfig:
         v = getattr(args, flag)
         if v not in (None, "", []):
             overrides[key] = v
+    if "fewshot_seeds" not in overrides and not _files_set(args.params or [], "fewshot_seeds"):
+        overrides["fewshot_seeds"] = PROTOCOL_SEEDS  # evaluate follows the paper; make run's defaults.yaml uses 1
     params = load_params(args.params or [], overrides)
     cfg = stage_config("05_fewshot_eval", params)
     if not cfg.meta_model and "metaie" in cfg.initializations and args.init is None:
@@ -775,7 +794,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--model", default="", help="MetaIE checkpoint: 04 run dir, model folder or Hub name ('' = skip metaie)")
     p.add_argument("--dataset", action="append", required=True, help="dataset name (repeatable), e.g. conll2003")
     p.add_argument("--shots", type=int, default=None, help="K per type (default 5)")
-    p.add_argument("--seeds", type=int, default=None, help="number of support sets / seeds")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"number of support sets / seeds (default {PROTOCOL_SEEDS}, the paper's protocol, unless a "
+                        f"--params file or --set fewshot_seeds=N says otherwise)")
     p.add_argument("--seed", type=int, default=None, help="first seed")
     p.add_argument("--test-cap", type=int, default=None, help="test sentences per dataset, 0 = all")
     p.add_argument("--backbone", default=None, help="vanilla backbone (default: minilm-l6)")

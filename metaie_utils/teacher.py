@@ -81,6 +81,14 @@ def server_settings() -> set[str]:
     return set(ModelSettings.model_fields) | set(ServerSettings.model_fields)
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def server_command(gguf: Path, port: int, n_ctx: int = 2048, parallel: int = 1, alias: str | None = None,
                    n_threads: int | None = None, settings: set[str] | None = None) -> list[str]:
     """The argv that starts the server (only flags the installed server knows).
@@ -157,7 +165,8 @@ def local_teacher(
     """Start a llama.cpp server for ``model`` (alias or .gguf path), yield it, always stop it.
 
     The server binds 127.0.0.1 only; its output goes to ``<log_dir>/teacher_server.log`` (a temp folder
-    when ``log_dir`` is None). ``n_threads`` defaults to every CPU core.
+    when ``log_dir`` is None). ``n_threads`` defaults to the cores this process may run on
+    (:func:`usable_cores`: ``taskset``/cgroup affinity, so two pinned jobs do not fight over one core).
     """
     check_server_package()
     from .assets import gguf_path
@@ -168,7 +177,7 @@ def local_teacher(
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="metaie-teacher-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "teacher_server.log"
-    cmd = server_command(gguf, port, n_ctx, parallel, alias, n_threads or os.cpu_count())
+    cmd = server_command(gguf, port, n_ctx, parallel, alias, n_threads or usable_cores())
     base_url = f"http://127.0.0.1:{port}/v1"
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())

@@ -186,3 +186,16 @@ def test_cli_extract_writes_jsonl(tmp_path, capsys):
     assert [r["text"] for r in rows] == ["Tom lives in Paris .", ""] and rows[1]["spans"] == []
     assert main(["extract", "--model", str(tagger), "--labels", " , "]) == 2
     assert "names no label" in capsys.readouterr().err
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bad_values_are_named(tok):
+    assert make_ie(tok).precision == "fp32"
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        make_ie(tok, precision="fp8")
+
+
+def test_bf16_autocast_on_cpu_keeps_the_planted_span(tok):
+    ie = make_ie(tok, precision="bf16")
+    assert ie.precision == "bf16"
+    [spans] = ie.extract(["Tom lives in New York city."], ["Location"])
+    assert [(s.label, s.text, s.start, s.end) for s in spans] == [("Location", "New York", 13, 21)]

@@ -395,6 +395,20 @@ def test_cli_config_layers_flags_over_params():
     assert "metaie" not in cfg.initializations  # no --model: metaie dropped instead of noted
 
 
+def test_cli_seeds_default_to_the_protocols_three_unless_params_say_otherwise(tmp_path):
+    import argparse
+
+    def cfg(params=None, sets=None, seeds=None):
+        args = argparse.Namespace(model="", dataset=["conll2003"], shots=None, seeds=seeds, seed=None, test_cap=None,
+                                  backbone=None, init=None, run_name="x", params=params, set=sets)
+        return fewshot.config_from_args(args).fewshot_seeds
+
+    one = tmp_path / "one.yaml"
+    one.write_text("fewshot_seeds: 1\n")
+    assert cfg() == fewshot.PROTOCOL_SEEDS == 3          # defaults.yaml's 1 is make run's, not evaluate's
+    assert cfg(params=[str(one)]) == 1 and cfg(sets=["fewshot_seeds=2"]) == 2 and cfg(seeds=5) == 5
+
+
 def test_cli_unknown_dataset_exits_2(capsys):
     from metaie_utils.cli import main
 
