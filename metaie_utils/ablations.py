@@ -324,10 +324,30 @@ def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: s
         )
 
 
+_PROTOCOL_KEYS = ("protocol_inits", "protocol_lr", "protocol_epochs", "protocol_batch_size", "protocol_max_test")
+
+# Keys a run does not use while a switch is off: ``key -> (switch, is_off(switch value))``. A difference in such a
+# key, with the switch off both in the recorded run and now, does not make a finished run a different one (a run
+# made with protocol_eval=false is the same whatever protocol_lr was).
+INERT_WHEN: dict[str, tuple[str, Any]] = {
+    **{k: ("protocol_eval", lambda v: not v) for k in _PROTOCOL_KEYS},
+    "label_top_k": ("label_subset", lambda v: v != "top_k"),
+}
+
+
+def _inert(key: str, recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    if key not in INERT_WHEN:
+        return False
+    switch, is_off = INERT_WHEN[key]
+    return switch in recorded and switch in wanted and is_off(recorded[switch]) and is_off(wanted[switch])
+
+
 def param_diff(run_dir: Path, wanted: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (recorded, wanted)}`` for every key of ``wanted`` that the run's manifest records otherwise.
 
     A directory without a manifest gives ``{}`` (nothing started there yet); a corrupt one is an error.
+    Keys the run does not use (:data:`INERT_WHEN`: ``protocol_lr`` while ``protocol_eval`` is off in both) are not
+    differences.
     """
     mf = Path(run_dir) / "manifest.json"
     if not mf.is_file():
@@ -336,7 +356,8 @@ def param_diff(run_dir: Path, wanted: Mapping[str, Any]) -> dict[str, tuple[Any,
         params = json.loads(mf.read_text()).get("params", {})
     except json.JSONDecodeError as e:
         raise SweepSpecError(f"{mf} is not valid JSON ({e}); delete the run directory {run_dir} to re-run it.") from None
-    return {k: (params[k], v) for k, v in wanted.items() if k in params and params[k] != v}
+    return {k: (params[k], v) for k, v in wanted.items()
+            if k in params and params[k] != v and not _inert(k, params, wanted)}
 
 
 def check_run_matches(run_dir: Path, overrides: Mapping[str, Any]) -> None:

@@ -64,3 +64,16 @@ def test_finished_stage_with_other_params_is_refused_not_reused(tmp_path, monkey
         pipeline.run_pipeline(params, ["01_sample_corpus"])
     (d / "manifest.json").write_text(json.dumps({"params": {"n_sentences": 7, "seed": 0}}))
     assert pipeline.run_pipeline(params, ["01_sample_corpus"]) == {"01_sample_corpus": d}  # same params: skipped
+
+
+def test_keys_unused_by_the_recorded_run_do_not_count_as_differences(tmp_path):
+    """protocol_lr changed, but neither the finished run nor the new request runs the protocol: same run."""
+    from metaie_utils.ablations import param_diff
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"params": {"protocol_eval": False, "protocol_lr": 5e-4,
+                                                                   "label_subset": "all", "label_top_k": 100}}))
+    assert param_diff(tmp_path, {"protocol_eval": False, "protocol_lr": 3e-4, "label_subset": "all", "label_top_k": 5}) == {}
+    assert param_diff(tmp_path, {"protocol_eval": True, "protocol_lr": 3e-4}) == {
+        "protocol_eval": (False, True), "protocol_lr": (5e-4, 3e-4)}
+    assert param_diff(tmp_path, {"label_subset": "top_k", "label_top_k": 5}) == {
+        "label_subset": ("all", "top_k"), "label_top_k": (100, 5)}
