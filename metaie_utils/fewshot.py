@@ -731,17 +731,10 @@ PROTOCOL_SEEDS = 3  # the paper's protocol: mean ± std over 3 support sets (the
 
 
 def _files_set(files: Sequence[str], key: str) -> bool:
-    """Whether any of the params ``files`` sets ``key``."""
-    import yaml
+    """Whether any of the params ``files`` sets ``key`` (``read_yaml`` names a missing or malformed file)."""
+    from .params import read_yaml
 
-    for f in files:
-        try:
-            data = yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {}
-        except OSError:
-            continue  # load_params names the missing file
-        if isinstance(data, dict) and key in data:
-            return True
-    return False
+    return any(key in read_yaml(f) for f in files)
 
 
 def config_from_args(args) -> EvalConfig:
