@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "metaie_utils.datasources",    # data check|fetch
     "metaie_utils.corpus",         # sample
     "metaie_utils.llm",            # distill
+    "metaie_utils.shipped",        # shipped info|export
     "metaie_utils.teacher",        # serve-teacher
     "metaie_utils.label_to_span",  # convert
     "metaie_utils.training",       # train

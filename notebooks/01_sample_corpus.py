@@ -8,7 +8,7 @@
 #
 # As in the paper, only the FIRST sentence of each paragraph is kept (diverse, no dangling coreference).
 # Sentences with mojibake, non-text, a word count outside `[min_words, max_words]` or a normalized
-# duplicate are dropped and counted; then `n_sentences` are sampled with a seeded reservoir.
+# duplicate are dropped and counted; then `n_sentences` are sampled with a seeded, prefix-stable bottom-k sample.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/metaie-project/metaie/blob/main/notebooks/01_sample_corpus.ipynb)
 

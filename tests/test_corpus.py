@@ -134,7 +134,7 @@ def test_sampling_is_seeded_unique_and_a_subset(n_rows, n, seed, dup_every):
     assert all(r in rows for r in a)
 
 
-def test_reservoir_is_roughly_uniform():
+def test_sample_is_roughly_uniform():
     rows = [{"id": str(i), "text": f"Sentence number {i} is here ."} for i in range(30)]
     hits = [0] * 30
     for seed in range(200):
@@ -143,6 +143,15 @@ def test_reservoir_is_roughly_uniform():
     # each row is expected 200 * 5/30 = 33 times; the first and last halves must be balanced
     assert 0.75 < sum(hits[:15]) / sum(hits[15:]) < 1.33
     assert min(hits) > 10
+
+
+@given(n_rows=st.integers(0, 60), small=st.integers(1, 20), extra=st.integers(0, 30), seed=st.integers(0, 5))
+def test_sample_is_prefix_stable_and_order_free(n_rows, small, extra, seed):
+    # the shipped distillation set relies on this: make run's 200 sentences are the head of its 3,000
+    rows = [{"id": str(i), "text": f"Sentence number {i} is here ."} for i in range(n_rows)]
+    big = [r["id"] for r in sample_rows(rows, small + extra, seed)]
+    assert [r["id"] for r in sample_rows(rows, small, seed)] == big[:small]
+    assert [r["id"] for r in sample_rows(list(reversed(rows)), small + extra, seed)] == big
 
 
 @given(st.text(max_size=80))
