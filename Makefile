@@ -4,19 +4,25 @@ PARAMS  ?= params/defaults.yaml
 SET     ?=
 # One run name per params file (defaults, cpu, ...): a second `make run` resumes or re-prints, never re-does.
 RUN_NAME ?= $(basename $(notdir $(lastword $(PARAMS))))
-# Assets the default run and the tests need (see `python -m metaie_utils assets list`).
-RUN_ASSETS  ?= minilm-l6 qwen2.5-0.5b news teacher-server
+# Assets the default run and the tests need (see `python -m metaie_utils assets list`). The main job replays the
+# shipped distillation set (metaie_utils/data/distillation), so it needs no teacher: no llama-cpp-python build,
+# no 491 MB download. `make teacher` installs the live teacher (then SET="distill_set=off" asks it again).
+RUN_ASSETS  ?= minilm-l6 news
+TEACHER_ASSETS ?= qwen2.5-0.5b teacher-server
 TEST_ASSETS ?= minilm-l6 smollm2-135m news teacher-server
 SHARED_DATA := $(abspath ../shared/data)
 export METAIE_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
-.PHONY: help setup run test test-unit test-notebooks test-slow lab notebooks bench sweep clean-outputs
+.PHONY: help setup teacher run test test-unit test-notebooks test-slow lab notebooks bench sweep clean-outputs
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 setup:  ## create .venv and install the package, torch (CPU) and the default assets
 	bash scripts/bootstrap.sh $(RUN_ASSETS)
+
+teacher:  ## install the local Qwen2.5-0.5B teacher and its llama.cpp server (compiles llama-cpp-python once, ~6 min)
+	bash scripts/bootstrap.sh $(TEACHER_ASSETS)
 
 run:  ## the main job: notebooks 01 -> 05 on params/defaults.yaml (PARAMS=..., SET="key=value ...", RUN_NAME=...)
 	bash scripts/bootstrap.sh $(RUN_ASSETS)
@@ -36,7 +42,7 @@ test-notebooks:  ## papermill smoke runs of every notebook
 	$(PY) -m pytest -m notebooks -q
 
 test-slow:  ## the slow tier (asset-heavy, minutes)
-	bash scripts/bootstrap.sh $(RUN_ASSETS) mpnet-base
+	bash scripts/bootstrap.sh $(RUN_ASSETS) $(TEACHER_ASSETS) mpnet-base
 	$(PY) -m pytest -m slow -q
 
 lab:  ## open JupyterLab on the notebooks
@@ -51,7 +57,7 @@ bench:  ## speed/memory benchmarks (print tables)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 sweep:  ## run a sweep spec: make sweep SPEC=params/sweeps/model_size_cpu.yaml
-	bash scripts/bootstrap.sh $(RUN_ASSETS) mpnet-base
+	bash scripts/bootstrap.sh $(RUN_ASSETS) $(TEACHER_ASSETS) mpnet-base
 	$(PY) -m metaie_utils sweep $(SPEC)
 
 clean-outputs:  ## delete outputs/ (asks first)

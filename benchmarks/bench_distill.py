@@ -21,15 +21,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from metaie_utils.llm import LLMClient, build_messages, distill, load_sentences, response_stats  # noqa: E402
-from metaie_utils.teacher import local_teacher  # noqa: E402
+from metaie_utils.llm.client import LLMClient, build_messages, distill, response_stats
+from metaie_utils.stages.distill import load_sentences
+from metaie_utils.llm.teacher import local_teacher
 
 
 def _sentences(path: str | None, n: int) -> list[dict]:
     if path:
         return load_sentences(path, n)
     try:  # news first sentences when the asset is installed, else the committed fixture
-        from metaie_utils.corpus import SampleConfig, sample_corpus
+        from metaie_utils.stages.sample import SampleConfig, sample_corpus
 
         rows, _ = sample_corpus(SampleConfig(corpus="news", n_sentences=n, max_docs=400, seed=0), progress=False)
         return rows

@@ -71,7 +71,7 @@ def make_model(path: str | None) -> str:
     if not (out / "config.json").is_file():
         import torch
 
-        from metaie_utils.training import load_model, load_tokenizer, resolve_backbone
+        from metaie_utils.models.checkpoint import load_model, load_tokenizer, resolve_backbone
 
         torch.manual_seed(0)
         src = resolve_backbone("minilm-l6")
@@ -81,7 +81,7 @@ def make_model(path: str | None) -> str:
 
 
 def workload(n_sentences: int):
-    from metaie_utils.training import protocol_queries, read_instances
+    from metaie_utils.stages.train import protocol_queries, read_instances
 
     s, labels, _ = protocol_queries(read_instances("metaie_reference/dataset/test.conll2003.json"))
     return (s[:n_sentences], labels[:n_sentences]) if n_sentences else (s, labels)
@@ -91,7 +91,9 @@ def one_at_a_time(ie, sentences, labels):
     """The authors' way: one tokenizer call and one forward pass per (sentence, label)."""
     import torch
 
-    from metaie_utils.extraction import label_words, resolve_conflicts, spans_from_tags, to_doc
+    from metaie_utils.core.bio import label_words
+    from metaie_utils.core.spans import resolve_conflicts, to_doc
+    from metaie_utils.models.extractor import spans_from_tags
 
     out = []
     for words, labs in zip(sentences, labels):
@@ -133,7 +135,7 @@ def same(a, b) -> bool:
 
 
 def memory_child(model: str, batch_size: int, n_sentences: int) -> None:
-    from metaie_utils.extraction import MetaIE
+    from metaie_utils.models.extractor import MetaIE
 
     ie = MetaIE.from_pretrained(model, device="cpu", batch_size=batch_size)
     s, labels = workload(n_sentences or -(-2 * batch_size // 4))
@@ -173,7 +175,7 @@ def main() -> None:
 
     import torch
 
-    from metaie_utils.extraction import MetaIE
+    from metaie_utils.models.extractor import MetaIE
 
     if a.memory_only:
         return memory_table(model, a.memory_sentences)

@@ -35,7 +35,9 @@ BACKBONES = ["minilm-l6", "mpnet-base"]
 def child(backbone: str, recipe_name: str, steps: int) -> None:
     import psutil
 
-    from metaie_utils.training import TrainRecipe, read_instances, read_training_info, train_token_classifier
+    from metaie_utils.models.trainer import TrainRecipe, train_token_classifier
+    from metaie_utils.stages.train import read_instances
+    from metaie_utils.models.checkpoint import read_training_info
 
     inst = read_instances("metaie_reference/distill/metaie.json")
     r = TrainRecipe(**RECIPES[recipe_name], max_steps=steps, warmup_ratio=0.0, save_steps=10_000, log_steps=1)

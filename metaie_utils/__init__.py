@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     if name == "MetaIE":
-        from .extraction import MetaIE
+        from metaie_utils.models.extractor import MetaIE
 
         return MetaIE
     raise AttributeError(name)

@@ -13,33 +13,34 @@ import importlib
 import sys
 
 COMMAND_MODULES = [
-    "metaie_utils.pipeline",       # run, sweep
-    "metaie_utils.assets",         # assets
-    "metaie_utils.datasources",    # data check|fetch
-    "metaie_utils.corpus",         # sample
-    "metaie_utils.llm",            # distill
-    "metaie_utils.shipped",        # shipped info|export
-    "metaie_utils.teacher",        # serve-teacher
-    "metaie_utils.label_to_span",  # convert
-    "metaie_utils.training",       # train
-    "metaie_utils.extraction",     # extract
-    "metaie_utils.fewshot",        # evaluate
-    "metaie_utils.ablations",      # ablation helpers
+    "metaie_utils.pipeline",           # run, sweep
+    "metaie_utils.summary",            # summary (paired bootstrap intervals of a stage-05 run)
+    "metaie_utils.finetune",           # finetune (a meta-model on a user's dataset spec)
+    "metaie_utils.core.assets",        # assets
+    "metaie_utils.core.datasources",   # data check|fetch
+    "metaie_utils.stages.sample",      # sample
+    "metaie_utils.stages.distill",     # distill
+    "metaie_utils.llm.shipped",        # shipped info|export
+    "metaie_utils.llm.teacher",        # serve-teacher
+    "metaie_utils.stages.convert",     # convert
+    "metaie_utils.stages.train",       # train
+    "metaie_utils.models",             # extract
+    "metaie_utils.stages.fewshot.loop",  # evaluate
+    "metaie_utils.stages.ablations",   # ablations
 ]
 
 
-class UserError(Exception):
-    """An error caused by input the user can fix; printed as one paragraph without a traceback."""
+from metaie_utils.core.errors import UserError  # noqa: F401  (re-exported: ``from metaie_utils.cli import UserError``)
 
 
 def _friendly_types() -> tuple[type[BaseException], ...]:
-    from .params import ParamsError
-    from .paths import DataDirError
-    from .runs import RunExistsError
+    from metaie_utils.core.params import ParamsError
+    from metaie_utils.core.paths import DataDirError
+    from metaie_utils.core.runs import RunExistsError
 
     types: list[type[BaseException]] = [UserError, ParamsError, DataDirError, RunExistsError, FileNotFoundError]
     try:
-        from .assets import AssetError
+        from metaie_utils.core.assets import AssetError
 
         types.append(AssetError)
     except ImportError:

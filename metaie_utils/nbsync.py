@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .paths import NOTEBOOKS_DIR
+from metaie_utils.core.paths import NOTEBOOKS_DIR
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 

@@ -12,15 +12,22 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .params import PIPELINE, STAGES, ParamsError, load_params, parse_set, stage_class, stage_params
-from .paths import NOTEBOOKS_DIR, REPO_ROOT, resolve
-from .runs import is_finished, run_dir_for, timestamp, write_json
+from metaie_utils.core.params import (
+    PIPELINE,
+    STAGES,
+    ParamsError,
+    load_params,
+    parse_set,
+    stage_class,
+    stage_params,
+)
+from metaie_utils.core.paths import NOTEBOOKS_DIR, REPO_ROOT, resolve
+from metaie_utils.core.runs import is_finished, run_dir_for, timestamp, write_json
 
 
 class StageFailed(RuntimeError):
@@ -88,7 +95,7 @@ def _check_same_params(stage: str, run_dir: Path, stage_params_: Mapping[str, An
 
     Without this, ``run --run-name X`` with other params would silently reuse X's stale results.
     """
-    from .ablations import param_diff
+    from metaie_utils.stages.ablations import param_diff
 
     bad = param_diff(run_dir, {k: v for k, v in stage_params_.items() if k not in ("overwrite", "run_name")})
     if bad:
@@ -149,7 +156,12 @@ def run_sweep(spec_path: str | Path, dry_run: bool = False, log_output: bool = F
     (spec + points). A sweep.json written by a different spec under the same name, or a run directory
     whose manifest contradicts its point, is refused with the fix named (ablations.check_*).
     """
-    from .ablations import check_compatible_record, check_run_matches, expand_sweep, load_sweep_spec
+    from metaie_utils.stages.ablations import (
+        check_compatible_record,
+        check_run_matches,
+        expand_sweep,
+        load_sweep_spec,
+    )
 
     spec = load_sweep_spec(spec_path)
     points = expand_sweep(spec)

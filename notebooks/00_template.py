@@ -24,8 +24,8 @@ if INSTALL:
     sys.path.insert(0, "metaie")
 
 # %%
-from metaie_utils.params import TemplateConfig
-from metaie_utils.runs import start_run
+from metaie_utils.core.params import TemplateConfig
+from metaie_utils.core.runs import start_run
 
 # %% tags=["parameters"]
 run_name = ""      # empty: a timestamp; outputs/00_template/<run_name>

@@ -32,10 +32,10 @@ if INSTALL:
 import pandas as pd
 from IPython.display import display
 
-from metaie_utils import corpus as sampling  # `corpus` is a parameter below
+from metaie_utils.stages import sample as sampling
 from metaie_utils.plots import distill as plots
 from metaie_utils.plots import save
-from metaie_utils.runs import start_run, write_json
+from metaie_utils.core.runs import start_run, write_json
 
 # %% tags=["parameters"]
 run_name = ""            # empty: timestamp; outputs/01_sample_corpus/<run_name>

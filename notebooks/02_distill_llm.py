@@ -13,6 +13,11 @@
 # or e.g. `base_url = "http://localhost:8000/v1"` for vLLM/Ollama). The paper's prompt is `metaie-v1`;
 # small local teachers follow the format far better with the one-example `metaie-1shot-v1`.
 #
+# **The shipped set.** The package ships the local Qwen2.5-0.5B teacher's answers for the first 3,000 news
+# sentences of stage 01's seeded sampler (`metaie_utils/data/distillation/`, with its provenance). With
+# `distill_set = "auto"`, a request with the same teacher file, prompt and sampling is replayed from it at zero
+# cost (no server, no download) and the notebook says so; anything else asks the teacher.
+#
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/metaie-project/metaie/blob/main/notebooks/02_distill_llm.ipynb)
 
 # %% [markdown]
@@ -40,11 +45,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pandas as pd
 from IPython.display import display
 
-from metaie_utils import llm
+from metaie_utils.core.io import write_jsonl
+from metaie_utils.core.runs import start_run, write_json
+from metaie_utils.llm.client import build_messages, count_label_lines
 from metaie_utils.plots import distill as plots
 from metaie_utils.plots import save
-from metaie_utils.runs import start_run, write_json
-from metaie_utils.teacher import teacher_endpoint
+from metaie_utils.stages import distill as stage
 
 # %% tags=["parameters"]
 run_name = ""                    # empty: timestamp; outputs/02_distill_llm/<run_name>
@@ -67,55 +73,51 @@ max_retries = 6                  # retries per request on 429/5xx/timeouts/dropp
 request_timeout = 600.0          # seconds per request (local CPU teachers are slow under load; a timeout re-sends the request)
 price_per_1k_input = 0.0         # USD per 1k prompt tokens (cost estimate)
 price_per_1k_output = 0.0        # USD per 1k completion tokens
+distill_set = "auto"             # "auto": replay the shipped set when teacher, prompt and sampling match | "off" | path to a .jsonl.gz
 
 # %%
-cfg = llm.DistillConfig.from_namespace(globals())
+cfg = stage.DistillConfig.from_namespace(globals())
 run = start_run(cfg)
 print("run directory:", run.dir)
 
 # %% [markdown]
-# ## Ask the teacher
+# ## Ask the teacher (or replay the shipped set)
 # Finished responses are committed to `cache.sqlite` one by one: interrupt and re-run this cell (same
 # `run_name`) to resume without repeating a request.
 
 # %%
-sentences = llm.load_sentences(cfg.input_dir, cfg.limit)
-print(f"{len(sentences)} sentences; prompt {cfg.prompt_version}:")
-for m in llm.build_messages(cfg.prompt_version, sentences[0]["text"] if sentences else "<sentence>"):
+out = stage.run_distill(cfg, run.dir)
+rows, sentences = out["rows"], out["sentences"]
+print(f"{len(sentences)} sentences; prompt {cfg.prompt_version}; {out['source']}: {out['note']}")
+for m in build_messages(cfg.prompt_version, sentences[0]["text"] if sentences else "<sentence>"):
     print(f"[{m['role']}] {m['content']}")
-
-with teacher_endpoint(cfg.teacher, cfg.base_url, cfg.teacher_parallel, cfg.n_ctx, log_dir=run.dir) as endpoint:
-    client = llm.LLMClient(
-        endpoint.base_url, endpoint.model, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
-        max_retries=cfg.max_retries, timeout=cfg.request_timeout, cache_path=run.path("cache.sqlite"),
-        prices={"price_per_1k_input": cfg.price_per_1k_input, "price_per_1k_output": cfg.price_per_1k_output},
-    )
-    rows = llm.distill(sentences, client, cfg.prompt_version, cfg.n_samples, cfg.temperature, cfg.max_tokens, seed=cfg.seed)
-
-llm.write_jsonl(run.path("responses.jsonl"), rows)
-timings = llm.completions_table(client.last_completions)
+write_jsonl(run.path("responses.jsonl"), rows)
+timings = out["timings"]
 pd.DataFrame(timings).to_csv(run.path("completions.csv"), index=False)
 
 # %% [markdown]
 # ## What came back
 
 # %%
-stats = {**client.summary(), **llm.response_stats(rows)}
+stats = out["stats"]
 write_json(run.path("distill_stats.json"), stats)
 display(pd.DataFrame([stats]).T.rename(columns={0: "value"}))
 display(pd.DataFrame(rows)[["id", "text", "response", "finish_reason", "error"]].head(10))
 
 # %%
-save(plots.label_counts([llm.count_label_lines(r["response"]) for r in rows if r["response"] is not None]),
+save(plots.label_counts([count_label_lines(r["response"]) for r in rows if r["response"] is not None]),
      run.path("label_lines.png"))
-save(plots.throughput([t["finished_at"] for t in timings], [t["cached"] for t in timings]), run.path("throughput.png"))
-save(plots.token_usage(timings), run.path("token_usage.png"))
+if timings:  # a replay of the shipped set asks nobody: no throughput to draw
+    save(plots.throughput([t["finished_at"] for t in timings], [t["cached"] for t in timings]), run.path("throughput.png"))
+    save(plots.token_usage(timings), run.path("token_usage.png"))
 
 # %%
 fresh = max(1, stats["completed"])
 metrics = {
     "sentences": len(sentences),
-    "model": endpoint.model,
+    "model": out["model"],
+    "source": out["source"],
+    "replayed": stats["replayed"],
     "prompt_version": cfg.prompt_version,
     **{k: stats[k] for k in ("responses", "answered", "failed", "no_parsable_line", "label_lines", "parsable_fraction",
                              "requests", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd",

@@ -36,10 +36,12 @@ from collections import Counter
 import pandas as pd
 from IPython.display import display
 
-from metaie_utils import label_to_span as l2s
+from metaie_utils.core.bio import split_instance
+from metaie_utils.llm import label_to_span as l2s
+from metaie_utils.stages import convert as stage
 from metaie_utils.plots import convert as plots
 from metaie_utils.plots import save
-from metaie_utils.runs import start_run, write_json
+from metaie_utils.core.runs import start_run, write_json
 
 # %% tags=["parameters"]
 run_name = ""                 # empty string: timestamp; outputs/03_convert_bio/<run_name>
@@ -59,7 +61,7 @@ max_instances = 0             # non-negative int: seeded subsample of instances 
 max_sentences = 0             # non-negative int: seeded subsample of source sentences (0: all)
 
 # %%
-cfg = l2s.ConvertConfig.from_namespace(globals())
+cfg = stage.ConvertConfig.from_namespace(globals())
 run = start_run(cfg)
 print("run directory:", run.dir)
 
@@ -88,12 +90,12 @@ if example is not None:
                   f"({', '.join(m.how for m in pl.matches)})")
     else:
         for inst in l2s.parse_reference(example["text"], example["response"]):
-            lw, sw, tags = l2s.split_instance(inst)
+            lw, sw, tags = split_instance(inst)
             print(f"{' '.join(lw)!r:>24} -> {[s['text'] for s in l2s.decode(sw, tags)]}")
 
 # %%
 result = l2s.convert_responses(rows, cfg, stats)
-paths = l2s.write_outputs(result, run.dir)
+paths = stage.write_outputs(result, run.dir)
 metrics = result.metrics
 print({k: metrics[k] for k in ["sentences", "instances", "train_instances", "heldout_instances", "distinct_labels"]})
 if result.instances:
@@ -128,7 +130,7 @@ save(fig, run.path("span_lengths.png"))
 
 # %%
 if result.instances:
-    lw, sw, tags = l2s.split_instance(result.instances[0])
+    lw, sw, tags = split_instance(result.instances[0])
     display(pd.DataFrame(l2s.decode(sw, tags, label=" ".join(lw))))
 
 # %%

@@ -39,11 +39,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline machines; unset it to pu
 import pandas as pd
 from IPython.display import Markdown, display
 
-from metaie_utils import training
-from metaie_utils.extraction import load_extractor
+from metaie_utils.models import load_extractor
+from metaie_utils.stages import train as stage
 from metaie_utils.plots import save
 from metaie_utils.plots import train as plots
-from metaie_utils.runs import start_run, write_json
+from metaie_utils.core.runs import start_run, write_json
 
 # %% tags=["parameters"]
 run_name = ""                 # empty string: timestamp; outputs/04_train_meta_model/<run_name>
@@ -53,22 +53,22 @@ seed = 0                      # any int: model init, data order, held-out split
 input_dir = "metaie_reference/distill/metaie.json"  # 03's run directory or an instances JSON/JSONL (repo path, else data-folder path)
 backbone = "minilm-l6"        # assets alias (minilm-l6, mpnet-base), a local folder, or a Hub name (roberta-large)
 num_layers = 0                # non-negative int: 0 keeps all encoder layers; k keeps the first k
-architecture = "seqlabel"     # "seqlabel" (the paper) | "generative" (metaie_utils.generative)
+architecture = "seqlabel"     # "seqlabel" (the paper) | "generative" (metaie_utils.models.generative)
 device = "auto"               # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
 precision = "auto"            # "auto" (bf16/fp16 on GPU, fp32 on CPU) | "fp32" | "fp16" | "bf16"
 max_length = 64               # int, at least 8: sub-tokens per "label : sentence"; longer ones are truncated and counted
 label_all_subtokens = False   # False: first sub-token of each word (paper) | True: every sub-token
-meta_lr = 1e-4                # positive float: peak learning rate (AdamW, cosine)
-meta_epochs = 1.0             # positive float: epochs
+meta_lr = 3e-4                # positive float: peak learning rate (AdamW, cosine; MiniLM-L6, measured)
+meta_epochs = 6.0             # positive float: epochs (meta_max_steps caps this standalone run)
 meta_batch_size = 4           # positive int: per-device batch
 meta_grad_accum = 1           # positive int: gradient accumulation (effective batch: batch x accum x GPUs)
 meta_warmup_ratio = 0.06      # float in [0, 1): share of warmup steps
 meta_weight_decay = 0.01      # non-negative float: AdamW weight decay
-meta_max_steps = 4            # int: -1 lets the epochs decide; N > 0 caps optimizer steps
+meta_max_steps = 30           # int: -1 lets the epochs decide; N > 0 caps optimizer steps
 meta_max_instances = 0        # non-negative int: seeded sample of N training instances (0: all)
 heldout_fraction = 0.2        # float in [0, 0.5]: share held out when the input has no heldout.json
-eval_steps = 2                # non-negative int: held-out span F1 every N steps (0: every epoch)
-log_steps = 1                 # positive int: log the loss every N steps
+eval_steps = 10               # non-negative int: held-out span F1 every N steps (0: every epoch)
+log_steps = 5                 # positive int: log the loss every N steps
 save_steps = 200              # positive int: checkpoint every N steps (a re-run resumes from it)
 protocol_eval = False         # True: run the authors' CoNLL2003 5-shot protocol section
 protocol_inits = "vanilla,meta"  # comma list of "vanilla" (the backbone) and "meta" (this run's model)
@@ -78,7 +78,7 @@ protocol_batch_size = 16      # positive int: protocol fine-tuning batch
 protocol_max_test = 0         # non-negative int: first N test sentences (0: all 3,453)
 
 # %%
-cfg = training.TrainConfig.from_namespace(globals())
+cfg = stage.TrainConfig.from_namespace(globals())
 run = start_run(cfg, device=cfg.device)
 log = run.log()
 print("run directory:", run.dir)
@@ -88,11 +88,11 @@ print("run directory:", run.dir)
 # Training instances and the held-out slice (from 03's `heldout.json`, else a seeded share of the input).
 
 # %%
-train, heldout, provenance = training.load_training_data(cfg.input_dir, cfg.heldout_fraction, cfg.seed,
+train, heldout, provenance = stage.load_training_data(cfg.input_dir, cfg.heldout_fraction, cfg.seed,
                                                          cfg.meta_max_instances)
 display(pd.DataFrame([provenance]).T.rename(columns={0: "value"}))
-display(pd.DataFrame([{"label": " ".join(training.split_instance(x["words"])[0]),
-                       "sentence": " ".join(training.split_instance(x["words"])[1])[:90],
+display(pd.DataFrame([{"label": " ".join(stage.split_instance(x)[0]),
+                       "sentence": " ".join(stage.split_instance(x)[1])[:90],
                        "spans": sum(t == "B" for t in x["ner"])} for x in train[:8]]))
 
 # %% [markdown]
@@ -102,9 +102,9 @@ display(pd.DataFrame([{"label": " ".join(training.split_instance(x["words"])[0])
 # %%
 recipe = cfg.recipe()
 display(pd.DataFrame([recipe.as_dict()]))
-model_dir = training.finetune(train, cfg.backbone, run.dir / "model", recipe, cfg.architecture,
+model_dir = stage.finetune(train, cfg.backbone, run.dir / "model", recipe, cfg.architecture,
                               heldout or None, **({"provenance": provenance} if cfg.architecture == "seqlabel" else {}))
-info = training.read_training_info(model_dir)
+info = stage.read_training_info(model_dir)
 log.info("trained %s: %s steps", model_dir, info.get("global_step"))
 display(Markdown((model_dir / "README.md").read_text()) if (model_dir / "README.md").is_file() else model_dir)
 
@@ -142,7 +142,7 @@ if cfg.protocol_eval:
     for name in [x.strip() for x in cfg.protocol_inits.split(",") if x.strip()]:
         if name not in inits:
             raise ValueError(f"protocol_inits entry {name!r}: use 'vanilla' and/or 'meta'.")
-        res = training.authors_protocol(inits[name], run.dir / "protocol" / name / "model", cfg.protocol_recipe(),
+        res = stage.authors_protocol(inits[name], run.dir / "protocol" / name / "model", cfg.protocol_recipe(),
                                         max_test=cfg.protocol_max_test)
         write_json(run.path(f"protocol/{name}/scores.json"), res)
         for metric in ("offset", "string"):
@@ -155,7 +155,7 @@ if cfg.protocol_eval:
 
 # %%
 metrics = {
-    "n_train": provenance["n_train"], "n_heldout": provenance["n_heldout"],
+    "n_train": provenance["n_train"], "n_heldout": provenance["n_heldout"], "n_params": info.get("n_params"),
     "truncated": info.get("data", {}).get("truncated"), "global_step": info.get("global_step"),
     "train_loss_last": next((r["loss"] for r in reversed(info.get("log_history", [])) if "loss" in r), None),
     "heldout_span_f1": final_eval.get("eval_span_f1"),

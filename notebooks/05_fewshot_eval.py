@@ -42,11 +42,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pandas as pd
 from IPython.display import display
 
-from metaie_utils import fewshot
-from metaie_utils.fewshot import EvalConfig
+from metaie_utils.stages.fewshot import loop as fewshot
+from metaie_utils.stages.fewshot.loop import EvalConfig
 from metaie_utils.plots import save
 from metaie_utils.plots.eval import plot_results
-from metaie_utils.runs import start_run
+from metaie_utils.core.runs import start_run
 
 # %% tags=["parameters"]
 run_name = ""  # "": timestamp; outputs/05_fewshot_eval/<run_name>
@@ -59,23 +59,24 @@ initializations = ["vanilla", "metaie"]  # any of vanilla, metaie, ner-distill, 
 shots = 5  # K per type
 fewshot_sampler = "greedy"  # "greedy" (until every type has K mentions or more) | "per-type" (K sentences per type)
 fewshot_seeds = 1  # support sets per dataset (the paper's protocol: 3)
-test_cap = 100  # test sentences per dataset (0: the full test split)
+test_cap = 50  # test sentences per dataset (0: the full test split)
 backbone = "minilm-l6"  # vanilla backbone: assets alias, path or Hub name (roberta-large)
 num_layers = 0  # 0: all encoder layers; k: keep the first k
 architecture = "seqlabel"  # "seqlabel" | "generative"
 device = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
-fewshot_lr = 1e-4  # few-shot learning rate (paper, roberta-large: 1e-5)
-fewshot_epochs = 10  # epochs over the support instances (paper: 100)
+fewshot_lr = 3e-4  # few-shot learning rate (paper, roberta-large: 1e-5; MiniLM-L6: 1e-4 stays all-O)
+fewshot_epochs = 100  # epochs over the support instances (paper: 100)
 fewshot_batch_size = 8  # per-device batch
 fewshot_grad_accum = 1  # effective batch: batch x accum
-fewshot_max_steps = 0  # 0: epochs decide; n > 0 caps optimizer steps
+fewshot_max_length = 0  # sub-tokens per query in few-shot training and extraction; 0: the backbone's window (512)
+fewshot_max_steps = 300  # 0: epochs decide; n > 0 caps optimizer steps (the same for every initialization)
 eval_batch_size = 64  # (sentence, label) queries per forward pass
 keep_models = False  # True keeps every fine-tuned checkpoint under work/
 baseline_instances = 0  # 0: MetaIE's instance count; n: pre-training instances of ner-distill/multiie
 ner_responses = ""  # ner-v1 responses (02 run dir or file); "": distill now on MetaIE's sentences
 multiie_datasets = ["ncbi-disease", "semeval2010-task8", "casie"]  # human IE data of multiie (fewnerd/fewrel/fewevent when registered)
 icl_test_cap = 20  # test sentences prompted per dataset for llm-icl (0: the test_cap subset)
-teacher = "local:smollm2-135m"  # llm-icl teacher: local:<alias> starts llama.cpp; else a model at base_url
+teacher = "local:qwen2.5-0.5b"  # llm-icl teacher: local:<alias> starts llama.cpp; else a model at base_url
 base_url = ""  # remote teachers: "": the OpenAI API; e.g. http://localhost:8000/v1
 api_key_env = "OPENAI_API_KEY"  # environment variable holding the API key (remote teachers)
 
@@ -126,4 +127,4 @@ for d in cfg.datasets:
 display(pd.DataFrame(sup))
 
 # %%
-run.finish(fewshot.summary_metrics(summary))
+run.finish(fewshot.stage_metrics(summary, cfg))

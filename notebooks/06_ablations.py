@@ -36,11 +36,11 @@ matplotlib.use("Agg")  # figures are saved; inline display still works in Jupyte
 import pandas as pd
 from IPython.display import Markdown, display
 
-from metaie_utils import ablations
-from metaie_utils.ablations import AblationConfig
+from metaie_utils.stages import ablations
+from metaie_utils.stages.ablations import AblationConfig
 from metaie_utils.plots import save
 from metaie_utils.plots import ablations as plots
-from metaie_utils.runs import start_run
+from metaie_utils.core.runs import start_run
 
 # %% tags=["parameters"]
 run_name = ""         # "": a timestamp; outputs/06_ablations/<run_name>

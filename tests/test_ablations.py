@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metaie_utils import ablations as ab
-from metaie_utils.ablations import Point, SweepSpecError, expand_sweep, validate_sweep_spec
+from metaie_utils.stages import ablations as ab
+from metaie_utils.stages.ablations import (
+    Point,
+    SweepSpecError,
+    expand_sweep,
+    validate_sweep_spec,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from metaie_utils import assets
-from metaie_utils.assets import ASSETS, AssetError, AssetSpec, Source
 from metaie_utils.cli import main
+from metaie_utils.core import assets
+from metaie_utils.core.assets import ASSETS, AssetError, AssetSpec, Source
 
 pytestmark = pytest.mark.unit
 

@@ -13,11 +13,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaie_utils import corpus
-from metaie_utils.cli import UserError
-from metaie_utils.corpus import (
-    SampleConfig, SampleStats, candidate_sentences, filter_reason, iter_documents, iter_paragraphs, length_histogram,
-    normalize, sample_corpus, sample_rows, split_paragraphs,
+from metaie_utils.core.errors import UserError
+from metaie_utils.stages import sample as corpus
+from metaie_utils.stages.sample import (
+    SampleConfig,
+    SampleStats,
+    candidate_sentences,
+    filter_reason,
+    iter_documents,
+    iter_paragraphs,
+    length_histogram,
+    normalize,
+    sample_corpus,
+    sample_rows,
+    split_paragraphs,
 )
 
 pytestmark = pytest.mark.unit
@@ -161,7 +170,7 @@ def test_normalize_is_idempotent(s):
 
 def test_news_asset_first_sentences():
     try:
-        from metaie_utils.assets import news_corpus_path
+        from metaie_utils.core.assets import news_corpus_path
 
         news_corpus_path()
     except Exception as e:  # asset not installed on this machine

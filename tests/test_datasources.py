@@ -5,8 +5,8 @@ import tarfile
 
 import pytest
 
-from metaie_utils import datasources as D
 from metaie_utils.cli import main
+from metaie_utils.core import datasources as D
 
 pytestmark = pytest.mark.unit
 

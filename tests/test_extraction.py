@@ -17,18 +17,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from metaie_utils.cli import UserError  # noqa: E402
-from metaie_utils.extraction import (  # noqa: E402
-    MetaIE,
-    Span,
-    chunk_words,
-    load_extractor,
-    merge_chunks,
-    resolve_conflicts,
-)
-
 from test_training import VOCAB, make_tiny_model  # noqa: E402
+
+from metaie_utils.core.errors import UserError
+from metaie_utils.core.spans import Span, resolve_conflicts
+from metaie_utils.models import load_extractor
+from metaie_utils.models.extractor import MetaIE, chunk_words, merge_chunks
 
 pytestmark = pytest.mark.unit
 IDS = {w: i for i, w in enumerate(VOCAB)}

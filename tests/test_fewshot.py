@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from metaie_utils import fewshot
-from metaie_utils.baselines import (
+from metaie_utils.core.metrics import prf
+from metaie_utils.stages.fewshot import loop as fewshot
+from metaie_utils.stages.fewshot import support
+from metaie_utils.stages.fewshot.baselines import (
     IclExtractor,
     demonstrations,
     find_upstream,
@@ -23,19 +25,20 @@ from metaie_utils.baselines import (
     parse_icl_response,
     subsample,
 )
-from metaie_utils.fewshot import (
+from metaie_utils.stages.fewshot.loop import (
     Backend,
     EvalConfig,
     FewShotError,
-    capped_test,
-    instance_spans,
     run_fewshot,
-    sample_support,
     summarize,
     summary_metrics,
     write_summary,
 )
-from metaie_utils.metrics import prf
+from metaie_utils.stages.fewshot.support import (
+    capped_test,
+    instance_spans,
+    sample_support,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -177,7 +180,7 @@ def test_a_rare_type_is_sampled_best_effort():
     idx = sample_support(pool, lambda ex: ex, k=2, seed=0)
     got = Counter(t for i in idx for t in pool[i])
     assert got == {"PER": 2, "LOC": 1}
-    assert fewshot.short_types(pool, lambda ex: ex, 2) == {"LOC": 1}
+    assert support.short_types(pool, lambda ex: ex, 2) == {"LOC": 1}
 
 
 def test_per_type_sampler_gives_k_sentences_per_type():
@@ -245,7 +248,7 @@ def test_icl_extractor_against_a_real_openai_compatible_server(tmp_path):
     """The fake server answers '- First: <first word of the last user message>'."""
     import sys
 
-    from metaie_utils import baselines
+    from metaie_utils.stages.fewshot import baselines
 
     sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "distill"))
     fake_openai = pytest.importorskip("fake_openai")
@@ -272,7 +275,7 @@ def test_find_upstream_walks_manifests(tmp_path):
     r1.mkdir(parents=True), r2.mkdir(parents=True)
     (r1 / "sentences.jsonl").write_text("{}\n")
     (r1 / "manifest.json").write_text(json.dumps({"stage": "01_sample_corpus", "params": {}}))
-    pytest.importorskip("metaie_utils.llm")
+    pytest.importorskip("metaie_utils.llm.client")
     (r2 / "manifest.json").write_text(json.dumps({"stage": "02_distill_llm", "params": {"input_dir": str(r1)}}))
     assert find_upstream(r2, "sentences.jsonl") == r1 / "sentences.jsonl"
     assert find_upstream(r2, "nothing.json") is None
@@ -325,15 +328,15 @@ def _tiny_model(path: Path) -> str:
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64, num_labels=3)
+                     intermediate_size=64, max_position_embeddings=64, num_labels=3, id2label={0: "O", 1: "B", 2: "I"}, label2id={"O": 0, "B": 1, "I": 2})
     BertForTokenClassification(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
 
 
 def test_end_to_end_loop_on_a_tiny_random_model(tmp_path):
-    pytest.importorskip("metaie_utils.training")
-    pytest.importorskip("metaie_utils.extraction")
+    pytest.importorskip("metaie_utils.models.trainer")
+    pytest.importorskip("metaie_utils.models.extractor")
     init = _tiny_model(tmp_path / "tiny")
     ds = FakeNER(n_train=24, n_test=8)
     backend = Backend(get_dataset=lambda n: ds, score=fake_score, icl_extractor=lambda *a: None,
@@ -351,7 +354,9 @@ def test_end_to_end_loop_on_a_tiny_random_model(tmp_path):
 
 # ------------------------------------------------------------------------------------------- baselines
 def test_ner_distilled_checkpoint_is_count_matched_and_cached(tmp_path, monkeypatch):
-    from metaie_utils import baselines, training
+    from metaie_utils import models
+    from metaie_utils.stages import train as training
+    from metaie_utils.stages.fewshot import baselines
 
     responses = tmp_path / "responses.jsonl"
     rows = [{"id": f"s{i}", "text": t, "response": r, "model": "m", "prompt_version": "ner-v1", "sample_index": 0,
@@ -367,7 +372,7 @@ def test_ner_distilled_checkpoint_is_count_matched_and_cached(tmp_path, monkeypa
         Path(out).mkdir(parents=True, exist_ok=True)
         return Path(out)
 
-    monkeypatch.setattr(training, "finetune", fake_finetune)
+    monkeypatch.setattr(models, "finetune", fake_finetune)
     cfg = EvalConfig(out_root=str(tmp_path / "out"), ner_responses=str(responses), baseline_instances=3, meta_model="")
     ckpt = baselines.ner_distilled_checkpoint(cfg)
     assert calls == [(3, "minilm-l6", training.TrainConfig().meta_lr)]  # 5 instances -> 3, 04's default recipe
@@ -377,7 +382,7 @@ def test_ner_distilled_checkpoint_is_count_matched_and_cached(tmp_path, monkeypa
 
 
 def test_multiie_pools_train_instances_of_every_source(monkeypatch):
-    from metaie_utils import baselines
+    from metaie_utils.stages.fewshot import baselines
 
     got = baselines.multiie_instances(["ncbi-disease", "casie"], get_dataset=lambda n: FakeNER(n, n_train=6))
     assert len(got) == 2 * 6 * 2 and {i["source"] for i in got} == {"ncbi-disease", "casie"}
@@ -446,7 +451,8 @@ def test_ner_distillation_follows_provenance_to_metaie_sentences_and_teacher(tmp
     OpenAI-compatible server) is asked with prompt ner-v1; the NER instances are count-matched to MetaIE's."""
     import sys
 
-    from metaie_utils import baselines, training
+    from metaie_utils import models
+    from metaie_utils.stages.fewshot import baselines
 
     sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "distill"))
     fake_openai = pytest.importorskip("fake_openai")
@@ -458,7 +464,7 @@ def test_ner_distillation_follows_provenance_to_metaie_sentences_and_teacher(tmp
         Path(out).mkdir(parents=True, exist_ok=True)
         return Path(out)
 
-    monkeypatch.setattr(training, "finetune", fake_finetune)
+    monkeypatch.setattr(models, "finetune", fake_finetune)
     with fake_openai.FakeOpenAI() as srv:
         r1 = _fake_run(tmp_path, "01_sample_corpus", {}, {"sentences.jsonl": "".join(json.dumps(s) + "\n" for s in sents)})
         r2 = _fake_run(tmp_path, "02_distill_llm", {"input_dir": str(r1), "teacher": "fake-model", "base_url": srv.base_url,

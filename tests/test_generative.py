@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaie_utils import generative as gen
-from metaie_utils.generative import GenerativeIE, locate_spans, parse_generation
+from metaie_utils.models import generative as gen
+from metaie_utils.models.generative import GenerativeIE, locate_spans, parse_generation
 
 pytestmark = pytest.mark.unit
 
@@ -31,18 +31,18 @@ def test_instance_to_example_formats():
     assert gen.instance_to_example(INSTANCES[3]) == ("Sentence: Apple Inc sells phones .\nLabel: Company name\nSpans:", " Apple Inc")
 
 
-def test_split_instance_uses_label_key_when_label_has_colon():
+def test_instance_parts_uses_label_key_when_label_has_colon():
     inst = {"words": ["Time", ":", "x", ":", "at", "5", ":", "00"], "ner": ["O", "O", "O", "O", "O", "B", "I", "I"],
             "label": "Time: x"}
-    words, label, spans = gen.split_instance(inst)
+    words, label, spans = gen.instance_parts(inst)
     assert label == "Time : x" and words == ["at", "5", ":", "00"] and spans == [(1, 4)]
 
 
-def test_split_instance_errors():
+def test_instance_parts_errors():
     with pytest.raises(ValueError, match="no ':'"):
-        gen.split_instance({"words": ["a", "b"], "ner": ["O", "O"]})
+        gen.instance_parts({"words": ["a", "b"], "ner": ["O", "O"]})
     with pytest.raises(ValueError, match="2 words but 1 tags"):
-        gen.split_instance({"words": ["a", ":"], "ner": ["O"]})
+        gen.instance_parts({"words": ["a", ":"], "ner": ["O"]})
 
 
 def test_parse_generation_cases():
@@ -99,10 +99,9 @@ def test_labels_per_text_validation():
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
     """A randomly initialised 2-layer GPT-2 and a byte-level BPE tokenizer trained here (no download)."""
+    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    import torch
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("tiny_lm")
@@ -209,7 +208,7 @@ def test_extract_resolves_label_conflicts_and_blank_texts(tiny_lm, monkeypatch):
 @pytest.mark.slow
 def test_smollm2_gguf_backbone_trains_and_extracts(tmp_path):
     """The offline SmolLM2-135M GGUF (asset smollm2-135m) dequantizes, trains a few steps and extracts."""
-    from metaie_utils import assets
+    from metaie_utils.core import assets
 
     if not assets.is_installed("smollm2-135m"):
         pytest.skip("asset smollm2-135m not installed: python -m metaie_utils assets install smollm2-135m")

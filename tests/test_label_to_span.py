@@ -12,16 +12,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metaie_utils import label_to_span as l2s
 from metaie_utils.cli import main as cli_main
-from metaie_utils.paths import data_file, resolve
-from metaie_utils.text import word_spans, word_tokenize
+from metaie_utils.core import bio
+from metaie_utils.core.paths import data_file, resolve
+from metaie_utils.core.text import word_spans, word_tokenize
+from metaie_utils.llm import label_to_span as l2s
+from metaie_utils.stages import convert as stage03
 
 pytestmark = pytest.mark.unit
 
 
 def _reference_instances():
-    return l2s.load_instances(data_file("metaie_reference", "distill", "metaie.json"))
+    return bio.load_instances(data_file("metaie_reference", "distill", "metaie.json"))
 
 
 def _reference_sentences():
@@ -29,7 +31,7 @@ def _reference_sentences():
 
 
 def _convert(rows, **kw):
-    cfg = l2s.ConvertConfig(**{"heldout_fraction": 0.0, **kw})
+    cfg = stage03.ConvertConfig(**{"heldout_fraction": 0.0, **kw})
     stats = Counter()
     return l2s.convert_responses(rows, cfg, stats, progress=False), stats
 
@@ -71,24 +73,24 @@ def test_robust_parser_finds_the_same_spans_on_the_reference_responses():
         parsed = {p.label: p.spans for p in l2s.parse_robust(sw, resp)}
         last = {}  # the authors' last instance of a label holds all its spans
         for inst in insts:
-            lw, w, tags = l2s.split_instance(inst)
+            lw, w, tags = bio.split_instance(inst)
             if w == sw:
-                last[" ".join(lw)] = l2s.bio_spans(tags)
+                last[" ".join(lw)] = bio.bio_spans(tags)
         assert parsed == last
 
 
 @pytest.mark.parametrize("name,count", [("train.5-shot.conll2003.json", 80), ("test.conll2003.json", 13812)])
 def test_authors_conll_files_load_and_round_trip(name, count):
-    insts = l2s.load_instances(data_file("metaie_reference", "dataset", name))
+    insts = bio.load_instances(data_file("metaie_reference", "dataset", name))
     assert len(insts) == count
-    labels = Counter(" ".join(l2s.split_instance(i)[0]) for i in insts)
+    labels = Counter(" ".join(bio.split_instance(i)[0]) for i in insts)
     assert set(labels) == {"Organization", "Other entity", "Person", "Location"}
     n_spans = 0
     for inst in insts:
-        lw, sw, tags = l2s.split_instance(inst)
+        lw, sw, tags = bio.split_instance(inst)
         spans = l2s.decode(sw, tags)
         n_spans += len(spans)
-        rebuilt = l2s.to_instance(lw, sw, [(s["word_start"], s["word_end"]) for s in spans])
+        rebuilt = bio.to_instance(lw, sw, [(s["word_start"], s["word_end"]) for s in spans])
         assert rebuilt == {"words": inst["words"], "ner": inst["ner"]}
         text = " ".join(sw)
         assert all(text[s["start"]:s["end"]] == s["text"] == " ".join(sw[s["word_start"]:s["word_end"]]) for s in spans)
@@ -96,7 +98,7 @@ def test_authors_conll_files_load_and_round_trip(name, count):
 
 
 def test_authors_files_become_a_hf_dataset_unchanged():
-    insts = l2s.load_instances(data_file("metaie_reference", "dataset", "train.5-shot.conll2003.json"))
+    insts = bio.load_instances(data_file("metaie_reference", "dataset", "train.5-shot.conll2003.json"))
     ds = l2s.to_hf_dataset(insts)
     assert len(ds) == 80 and set(ds.column_names) == {"words", "ner", "id", "label"}
     assert ds[7]["words"] == insts[7]["words"] and ds[7]["ner"] == insts[7]["ner"] and ds[7]["id"] == ""
@@ -141,7 +143,7 @@ def test_robust_parser_colons_in_labels_and_spans():
                         "- Location: los angeles")
     assert got == {"Event - type": ["premiered"], "Title": ["Star Wars : A New Hope"], "Time": ["10:30 a.m."],
                    "Location": ["Los Angeles"]}
-    assert ":" not in l2s.to_instance("Event - type", words, [(0, 1)])["words"][:3]
+    assert ":" not in bio.to_instance("Event - type", words, [(0, 1)])["words"][:3]
 
 
 def test_robust_lists_and_conjunctions():
@@ -174,17 +176,17 @@ def test_label_normalization():
 
 
 def test_bio_spans_unchanged():
-    assert l2s.bio_spans(["O", "B", "I", "O", "I", "B"]) == [(1, 3), (4, 5), (5, 6)]
-    assert l2s.bio_spans(["I", "I", "O", "B-PER", "I-PER"]) == [(0, 2), (3, 5)]
-    assert l2s.bio_spans([]) == []
+    assert bio.bio_spans(["O", "B", "I", "O", "I", "B"]) == [(1, 3), (4, 5), (5, 6)]
+    assert bio.bio_spans(["I", "I", "O", "B-PER", "I-PER"]) == [(0, 2), (3, 5)]
+    assert bio.bio_spans([]) == []
 
 
 def test_to_bio_rejects_overlaps_and_out_of_range():
-    assert l2s.to_bio(4, [(2, 3), (0, 2)]) == ["B", "I", "B", "O"]
+    assert bio.to_bio(4, [(2, 3), (0, 2)]) == ["B", "I", "B", "O"]
     with pytest.raises(ValueError, match="overlaps"):
-        l2s.to_bio(4, [(0, 2), (1, 3)])
+        bio.to_bio(4, [(0, 2), (1, 3)])
     with pytest.raises(ValueError, match="outside"):
-        l2s.to_bio(2, [(1, 3)])
+        bio.to_bio(2, [(1, 3)])
 
 
 def test_decode_raw_text_gives_character_offsets():
@@ -206,9 +208,9 @@ def test_decode_raw_text_gives_character_offsets():
 
 def test_split_instance_errors_name_the_problem():
     with pytest.raises(ValueError, match="no ':'"):
-        l2s.split_instance({"words": ["a"], "ner": ["O"]})
+        bio.split_instance({"words": ["a"], "ner": ["O"]})
     with pytest.raises(ValueError, match="2 words but 1 tags"):
-        l2s.split_instance({"words": ["a", ":"], "ner": ["O"]})
+        bio.split_instance({"words": ["a", ":"], "ner": ["O"]})
 
 
 # ------------------------------------------------------------------------------------ property tests
@@ -221,7 +223,7 @@ WORDS = st.sampled_from(["alpha", "beta", "gamma", "delta", "omega", "kappa", "s
 def test_to_bio_bio_spans_round_trip(n, data):
     cuts = sorted(data.draw(st.sets(st.integers(0, n), max_size=12)))
     spans = [(a, b) for a, b in zip(cuts[::2], cuts[1::2]) if a < b]
-    assert l2s.bio_spans(l2s.to_bio(n, spans)) == spans
+    assert bio.bio_spans(bio.to_bio(n, spans)) == spans
 
 
 @settings(max_examples=100, deadline=None)
@@ -233,7 +235,7 @@ def test_decode_offsets_slice_the_joined_words(words, data):
     for s in l2s.decode(words, tags):
         assert text[s["start"]:s["end"]] == s["text"] == " ".join(words[s["word_start"]:s["word_end"]])
     spans = [(s["word_start"], s["word_end"]) for s in l2s.decode(words, tags)]
-    assert l2s.bio_spans(l2s.to_bio(len(words), spans)) == spans
+    assert bio.bio_spans(bio.to_bio(len(words), spans)) == spans
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -265,7 +267,7 @@ def test_parsers_never_crash_and_emit_well_formed_instances(sentence, response):
     words = word_tokenize(sentence)
     for p in l2s.parse_robust(words, response):
         assert all(0 <= s < e <= len(words) for s, e in p.spans)
-        l2s.to_bio(len(words), p.spans)  # non-overlapping
+        bio.to_bio(len(words), p.spans)  # non-overlapping
 
 
 # ---------------------------------------------------------------------------- whole stage, options
@@ -274,7 +276,7 @@ def test_parsers_never_crash_and_emit_well_formed_instances(sentence, response):
 def test_fixture_conversion_counts_every_bad_input():
     stats = Counter()
     rows = list(l2s.read_responses(l2s.DEFAULT_FIXTURE, stats))
-    result = l2s.convert_responses(rows, l2s.ConvertConfig(), stats, progress=False)
+    result = l2s.convert_responses(rows, stage03.ConvertConfig(), stats, progress=False)
     m = result.metrics
     assert (m["responses"], m["sentences"]) == (13, 12)
     assert m["skipped_empty_response"] == m["skipped_no_response"] == m["skipped_no_label_lines"] == 1
@@ -325,7 +327,7 @@ def test_heldout_split_is_by_sentence_and_seeded():
     assert a.heldout == b.heldout and len({i["id"].split("#")[0] for i in a.heldout}) == 3
     assert not {i["id"].split("#")[0] for i in a.heldout} & {i["id"].split("#")[0] for i in a.instances}
     with pytest.raises(ValueError, match="heldout_fraction"):
-        l2s.ConvertConfig(heldout_fraction=0.9)
+        stage03.ConvertConfig(heldout_fraction=0.9)
 
 
 def test_reference_mode_in_the_stage_keeps_the_authors_duplicates():
@@ -346,7 +348,7 @@ def test_length_category_and_stats():
 def test_cli_convert_writes_the_stage_files(tmp_path, capsys):
     out = tmp_path / "conv"
     assert cli_main(["convert", "--input", str(resolve(l2s.DEFAULT_FIXTURE)), "--output", str(out), "--quiet"]) == 0
-    insts = l2s.load_instances(out / "instances.json")
+    insts = bio.load_instances(out / "instances.json")
     assert insts and all(set(i) == {"words", "ner", "id", "label"} for i in insts)
     assert (out / "heldout.json").is_file() and (out / "label_stats.csv").read_text().startswith("label,rank,")
     assert json.loads((out / "metrics.json").read_text())["instances"] == 26

@@ -14,11 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from metaie_utils import llm
-from metaie_utils.llm import (
-    PROMPTS, DistillConfig, FatalLLMError, LLMClient, build_messages, cache_key, count_label_lines, distill,
+from metaie_utils.llm import client as llm
+from metaie_utils.llm.client import (
+    PROMPTS,
+    FatalLLMError,
+    LLMClient,
+    build_messages,
+    cache_key,
+    count_label_lines,
+    distill,
     response_stats,
 )
+from metaie_utils.stages.distill import DistillConfig, load_sentences
 
 pytestmark = pytest.mark.unit
 
@@ -217,7 +224,7 @@ def test_samples_and_cost(tmp_path):
 
 def test_config_defaults_point_at_committed_fixture():
     cfg = DistillConfig()
-    rows = llm.load_sentences(cfg.input_dir)
+    rows = load_sentences(cfg.input_dir)
     assert len(rows) >= 6 and all(set(r) >= {"id", "text", "source", "doc_id"} for r in rows)
     assert DistillConfig.upstream == {"input_dir": "01_sample_corpus"}
 

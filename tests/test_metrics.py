@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaie_utils import metrics
-from metaie_utils.metrics import mean_std, prf, span_strings, string_prf
+from metaie_utils.core import metrics
+from metaie_utils.core.metrics import mean_std, prf, span_strings, string_prf
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from metaie_utils import nbsync
-from metaie_utils.params import STAGES, TemplateConfig, stage_class
-from metaie_utils.paths import NOTEBOOKS_DIR
+from metaie_utils.core.params import STAGES, TemplateConfig, stage_class
+from metaie_utils.core.paths import NOTEBOOKS_DIR
 
 pytestmark = pytest.mark.unit
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -81,3 +81,22 @@ def test_colab_badge_and_opt_in_install(nb):
 def test_ipynb_in_sync_with_py_twins():
     assert nbsync.sync(check=True) == [], "run `make notebooks` to regenerate the .ipynb files"
     assert {p.stem for p in NOTEBOOKS} == {p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")}
+
+
+@pytest.mark.parametrize("nb", [NOTEBOOKS_DIR / f"{s}.ipynb" for s in STAGES], ids=lambda p: p.stem)
+def test_parameter_values_equal_the_defaults_or_the_standalone_table(nb):
+    """Values, not just names: a notebook opened alone runs params/defaults.yaml (which the config classes
+    equal), except the smaller standalone budgets of the one table params.STANDALONE."""
+    from metaie_utils.core.params import STANDALONE
+
+    cell = next(c for c in _cells(nb) if "parameters" in c.get("metadata", {}).get("tags", []))
+    src = "".join(cell["source"])
+    values = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(src).body}
+    cls = stage_class(nb.stem)
+    table = STANDALONE.get(nb.stem, {})
+    assert set(table) <= set(values), f"{nb.stem}: STANDALONE names unknown parameters {set(table) - set(values)}"
+    for name, v in values.items():
+        f = cls.model_fields[name]
+        want = table[name] if name in table else (f.default_factory() if f.default_factory else f.default)
+        assert v == want, (f"{nb.stem}: parameter {name} = {v!r} in the notebook, but {want!r} in "
+                           f"{'params.STANDALONE' if name in table else 'the config class / params/defaults.yaml'}")

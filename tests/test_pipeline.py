@@ -1,13 +1,12 @@
 """The papermill driver on the template notebook: a real kernel, a run directory, skip/resume, failures named."""
 
 import json
-import shutil
 
 import pytest
 
 from metaie_utils import pipeline
 from metaie_utils.cli import main
-from metaie_utils.paths import NOTEBOOKS_DIR
+from metaie_utils.core.paths import NOTEBOOKS_DIR
 
 pytestmark = pytest.mark.unit
 
@@ -51,8 +50,8 @@ def test_plan_wires_upstreams(tmp_path):
 
 def test_finished_stage_with_other_params_is_refused_not_reused(tmp_path, monkeypatch):
     """`run --run-name X` with new params must not silently skip X's stale finished stage."""
-    from metaie_utils.params import load_params
-    from metaie_utils.runs import run_dir_for
+    from metaie_utils.core.params import load_params
+    from metaie_utils.core.runs import run_dir_for
 
     params = load_params([], {"run_name": "x", "out_root": str(tmp_path), "n_sentences": 7})
     d = run_dir_for("01_sample_corpus", "x", str(tmp_path))
@@ -68,7 +67,7 @@ def test_finished_stage_with_other_params_is_refused_not_reused(tmp_path, monkey
 
 def test_keys_unused_by_the_recorded_run_do_not_count_as_differences(tmp_path):
     """protocol_lr changed, but neither the finished run nor the new request runs the protocol: same run."""
-    from metaie_utils.ablations import param_diff
+    from metaie_utils.stages.ablations import param_diff
 
     (tmp_path / "manifest.json").write_text(json.dumps({"params": {"protocol_eval": False, "protocol_lr": 5e-4,
                                                                    "label_subset": "all", "label_top_k": 100}}))

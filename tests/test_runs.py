@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from metaie_utils.params import TemplateConfig
-from metaie_utils.runs import RunExistsError, start_run, upstream_file
+from metaie_utils.core.params import TemplateConfig
+from metaie_utils.core.runs import RunExistsError, start_run, upstream_file
 
 pytestmark = pytest.mark.unit
 

@@ -12,9 +12,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from metaie_utils.label_to_span import bio_spans
-from metaie_utils.tasks import (ASTEDataset, ABSADataset, EEDataset, Event, Example, Frame, NERDataset, REDataset,
-                                SRLDataset, get_dataset, label_words, score)
+from metaie_utils.core.bio import bio_spans
+from metaie_utils.tasks import (
+    ABSADataset,
+    ASTEDataset,
+    EEDataset,
+    Event,
+    Example,
+    Frame,
+    NERDataset,
+    REDataset,
+    SRLDataset,
+    get_dataset,
+    label_words,
+    score,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -252,7 +264,7 @@ def test_oracle_round_trip(name, split, min_f1):
 
 
 def test_oracle_round_trip_casie_document():
-    from metaie_utils.paths import data_file
+    from metaie_utils.core.paths import data_file
     from metaie_utils.tasks import readers as R
 
     ds = get_dataset("casie")

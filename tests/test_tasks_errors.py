@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from metaie_utils.cli import UserError
+from metaie_utils.core.errors import UserError
 from metaie_utils.tasks import DATASETS, FormatError, get_dataset
 from metaie_utils.tasks import readers as R
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaie_utils.label_to_span import bio_spans
+from metaie_utils.core.bio import bio_spans
 from metaie_utils.tasks import _disk_cached, make_instance
 from metaie_utils.tasks.base import resolve_conflicts
 from metaie_utils.tasks.readers import tags_to_spans

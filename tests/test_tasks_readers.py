@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from metaie_utils.paths import data_file
+from metaie_utils.core.paths import data_file
 from metaie_utils.tasks import LABELS, get_dataset
 from metaie_utils.tasks import readers as R
 

@@ -11,9 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from metaie_utils import teacher
-from metaie_utils.teacher import (
-    TeacherError, check_server_package, free_port, parse_teacher, server_command, stop_process, teacher_endpoint, wait_ready,
+from metaie_utils.llm import teacher
+from metaie_utils.llm.teacher import (
+    TeacherError,
+    check_server_package,
+    free_port,
+    parse_teacher,
+    server_command,
+    stop_process,
+    teacher_endpoint,
+    wait_ready,
 )
 
 HERE = Path(__file__).parent
@@ -79,7 +86,7 @@ def test_missing_server_package_says_how_to_install(monkeypatch):
 @pytest.mark.unit
 def test_missing_model_is_a_clear_error(tmp_path):
     pytest.importorskip("llama_cpp.server")
-    from metaie_utils.assets import AssetError
+    from metaie_utils.core.assets import AssetError
 
     with pytest.raises(AssetError, match="neither a known alias"):
         with teacher.local_teacher(str(tmp_path / "nope.gguf")):
@@ -95,8 +102,9 @@ def test_remote_endpoint_needs_no_server():
 @pytest.mark.slow  # ~50-90 s on 2 shared cores (server start + 3 generations)
 def test_real_llama_server_with_smollm2_on_three_sentences(tmp_path):
     pytest.importorskip("llama_cpp.server")
-    from metaie_utils.assets import AssetError, gguf_path
-    from metaie_utils.llm import LLMClient, distill, load_sentences, response_stats
+    from metaie_utils.core.assets import AssetError, gguf_path
+    from metaie_utils.llm.client import LLMClient, distill, response_stats
+    from metaie_utils.stages.distill import load_sentences
 
     try:
         gguf_path("smollm2-135m")

@@ -12,19 +12,21 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from metaie_utils.cli import UserError  # noqa: E402
-from metaie_utils.params import ParamsError  # noqa: E402
-from metaie_utils.training import (  # noqa: E402
-    LABELS,
-    TrainConfig,
+from metaie_utils.core.bio import LABELS
+from metaie_utils.core.errors import UserError
+from metaie_utils.core.metrics import training_curves
+from metaie_utils.core.params import ParamsError
+from metaie_utils.models.checkpoint import read_training_info
+from metaie_utils.models.trainer import (
     TrainRecipe,
     encode_instance,
+    train_token_classifier,
+)
+from metaie_utils.stages.train import (
+    TrainConfig,
     load_training_data,
     protocol_queries,
-    read_training_info,
     split_instance,
-    train_token_classifier,
-    training_curves,
 )
 
 pytestmark = pytest.mark.unit
@@ -36,7 +38,12 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ":", ".", ",", "?", "loca
 def make_tiny_model(root: Path, n_layers: int = 2, head: bool = True) -> Path:
     """A random tiny BERT (+ a WordPiece tokenizer over ``VOCAB``) saved to ``root``; no download."""
     import torch
-    from transformers import BertConfig, BertForTokenClassification, BertModel, BertTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForTokenClassification,
+        BertModel,
+        BertTokenizerFast,
+    )
 
     root.mkdir(parents=True, exist_ok=True)
     tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)  # transformers 5: vocab dict
@@ -119,7 +126,7 @@ def test_tiny_model_learns_and_checkpoint_contract(trained):
 
 
 def test_trained_model_extracts_the_planted_span(trained):
-    from metaie_utils.extraction import MetaIE
+    from metaie_utils.models.extractor import MetaIE
 
     ie = MetaIE.from_pretrained(trained, device="cpu")
     [spans] = ie.extract(["Tom lives in New York city ."], ["Location"])
@@ -192,4 +199,4 @@ def test_protocol_grouping_keeps_repeated_sentences_apart():
     assert labels == [["Person", "Other entity"]] * 2
     assert gold == [[("Person", 0, 1)], [("Person", 0, 1)]]
     with pytest.raises(UserError, match="no ':'"):
-        split_instance(["no", "separator"])
+        split_instance({"words": ["no", "separator"], "ner": ["O", "O"]})

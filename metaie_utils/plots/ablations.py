@@ -32,7 +32,7 @@ def f1_vs_params(scores: Any, metric: str = "f1", title: str = "Few-shot F1 agai
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..ablations import aggregate_scores
+    from metaie_utils.core.metrics import aggregate_scores
 
     if scores is None or len(scores) == 0:
         return _empty()
@@ -68,7 +68,7 @@ def f1_vs_params(scores: Any, metric: str = "f1", title: str = "Few-shot F1 agai
 
 
 def f1_vs_sentences(curve: Any, metric: str = "f1", title: str = "Few-shot F1 against distilled sentences"):
-    """Line plot of :func:`metaie_utils.ablations.data_size_curve`: x = distilled sentences (symmetric log,
+    """Line plot of :func:`metaie_utils.core.metrics.data_size_curve`: x = distilled sentences (symmetric log,
     so 0 = the vanilla initialization sits on the axis), y = mean ``metric`` (%), one line per task."""
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -105,7 +105,7 @@ def f1_per_task(scores: Any, metric: str = "f1", title: str = "Few-shot F1 per t
     import numpy as np
     import seaborn as sns
 
-    from ..ablations import aggregate_scores
+    from metaie_utils.core.metrics import aggregate_scores
 
     if scores is None or len(scores) == 0:
         return _empty()
@@ -139,7 +139,7 @@ def f1_per_task(scores: Any, metric: str = "f1", title: str = "Few-shot F1 per t
 def figures_for(res: Any, metric: str = "f1") -> dict[str, Any]:
     """The figures of one sweep (a :class:`metaie_utils.ablations.SweepResults`), by file stem:
     every sweep gets ``per_task``; model-size sweeps add ``vs_params``; data-size sweeps ``vs_sentences``."""
-    from ..ablations import data_size_curve
+    from metaie_utils.core.metrics import data_size_curve
 
     figs = {"per_task": f1_per_task(res.scores, metric, title=f"{res.name}: {metric} per task and initialization")}
     if res.kind == "model_size":

@@ -1,7 +1,7 @@
 """Figures of stage 04 (meta-model training): the loss curve and the held-out span-F1 curve.
 
 Input: a Trainer log history (``metaie_training.json["log_history"]``), split by
-:func:`metaie_utils.training.training_curves`. Nothing is computed here beyond that split.
+:func:`metaie_utils.core.metrics.training_curves`. Nothing is computed here beyond that split.
 
 >>> fig = learning_curves([{"step": 1, "loss": 1.1}, {"step": 2, "loss": 0.7}])  # doctest: +SKIP
 """
@@ -19,7 +19,7 @@ def learning_curves(log_history: Iterable[dict], title: str = "Meta-training"):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..training import training_curves
+    from metaie_utils.core.metrics import training_curves
 
     loss, ev = training_curves(log_history)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))

@@ -19,7 +19,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from .base import Example, Extractor, TaskDataset, make_instance, resolve_conflicts, run_queries, span_text
+from metaie_utils.tasks.base import (
+    Example,
+    Extractor,
+    TaskDataset,
+    make_instance,
+    resolve_conflicts,
+    run_queries,
+    span_text,
+)
 
 __all__ = ["ABSADataset", "ASTEDataset", "POLARITIES", "aspect_label", "opinion_label", "aspect_for_opinion_label"]
 

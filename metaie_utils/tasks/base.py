@@ -18,12 +18,11 @@ import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ..cli import UserError
-from ..text import word_tokenize
+from metaie_utils.core.bio import label_words  # noqa: F401  (re-exported: tasks.label_words)
+from metaie_utils.core.errors import UserError
 
 __all__ = [
     "Example", "Event", "Frame", "FormatError", "TaskDataset", "Extractor",
@@ -90,20 +89,6 @@ class Extractor(Protocol):
     def extract(self, texts: Sequence[Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]]) -> list[list[Any]]: ...
 
 
-@lru_cache(maxsize=65536)
-def _label_words_cached(label: str) -> tuple[str, ...]:
-    return tuple(word_tokenize(label))
-
-
-def label_words(label: str) -> list[str]:
-    """Words of a query label (the project's word tokenizer, like the authors' ``word_tokenize(query)``).
-
-    >>> label_words('A1 Argument for Predicate "loves"')
-    ['A1', 'Argument', 'for', 'Predicate', '``', 'loves', "''"]
-    """
-    return list(_label_words_cached(label))
-
-
 def make_instance(label: str, tokens: Sequence[str], spans: Iterable[Span]) -> dict:
     """One training instance in the authors' format: ``label words + [":"] + tokens`` with BIO tags.
 
@@ -152,17 +137,16 @@ def verbalize(raw: str) -> str:
 
 
 def resolve_conflicts(spans: Iterable[tuple[int, int, str, float]]) -> set[tuple[int, int, str]]:
-    """Keep one label per identical span: the one with the highest score (the paper's rule).
+    """Keep one label per identical span: the one with the highest score (the paper's rule; ties and the
+    rule itself are :func:`metaie_utils.core.spans.best_per_span`'s).
 
     >>> sorted(resolve_conflicts([(0, 2, "PER", 0.9), (0, 2, "ORG", 0.4), (3, 4, "LOC", 0.5)]))
     [(0, 2, 'PER'), (3, 4, 'LOC')]
     """
-    best: dict[Span, tuple[float, str]] = {}
-    for s, e, lab, sc in spans:
-        cur = best.get((s, e))
-        if cur is None or sc > cur[0] or (sc == cur[0] and lab < cur[1]):
-            best[(s, e)] = (sc, lab)
-    return {(s, e, lab) for (s, e), (_, lab) in best.items()}
+    from metaie_utils.core.spans import best_per_span
+
+    best = best_per_span(spans, key=lambda t: (t[0], t[1]), score=lambda t: t[3], label=lambda t: t[2])
+    return {(s, e, lab) for s, e, lab, _ in best}
 
 
 def _get(span: Any, name: str) -> Any:

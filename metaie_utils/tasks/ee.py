@@ -24,8 +24,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from .base import (Example, Extractor, TaskDataset, check_verbalizer, make_instance, resolve_conflicts,
-                   run_queries, span_text)
+from metaie_utils.tasks.base import (
+    Example,
+    Extractor,
+    TaskDataset,
+    check_verbalizer,
+    make_instance,
+    resolve_conflicts,
+    run_queries,
+    span_text,
+)
 
 __all__ = ["EEDataset", "trigger_label", "argument_label"]
 

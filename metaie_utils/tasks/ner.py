@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .base import Example, Extractor, TaskDataset, check_verbalizer, make_instance, resolve_conflicts, run_queries
+from metaie_utils.tasks.base import (
+    Example,
+    Extractor,
+    TaskDataset,
+    check_verbalizer,
+    make_instance,
+    resolve_conflicts,
+    run_queries,
+)
 
 __all__ = ["NERDataset"]
 

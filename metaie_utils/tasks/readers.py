@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import Event, Example, FormatError, Frame
+from metaie_utils.tasks.base import Event, Example, FormatError, Frame
 
 __all__ = [
     "tags_to_spans", "read_conll_columns", "read_spert_json", "read_aste", "read_label_to_span",
@@ -207,7 +207,7 @@ def read_label_to_span(path: str | Path, prefix: str, label_to_type) -> list[Exa
     sentence are grouped into one Example whose entities are typed by ``label_to_type[label text]``
     (a dict or its items).
     """
-    from ..label_to_span import bio_spans
+    from metaie_utils.core.bio import bio_spans
 
     label_to_type = dict(label_to_type)
     path = Path(path)
@@ -244,7 +244,7 @@ _E_TAG = re.compile(r"</?e[12]>")
 
 def _tokenize_marked(sentence: str) -> tuple[list[str], dict[str, tuple[int, int]]]:
     """Tokenize a SemEval sentence with ``<e1>..</e1>`` markup; spans of e1/e2 in words."""
-    from ..text import word_tokenize
+    from metaie_utils.core.text import word_tokenize
 
     tokens: list[str] = []
     spans: dict[str, tuple[int, int]] = {}
@@ -337,7 +337,7 @@ def read_casie_doc(path: str | Path, prefix: str) -> tuple[list[Example], dict]:
     not slice their text are moved to the nearest occurrence of the text within 60 characters
     (:func:`_fix_offsets`); mentions still not found are dropped. Returns ``(examples, stats)``.
     """
-    from ..text import split_sentences, word_spans
+    from metaie_utils.core.text import split_sentences, word_spans
 
     path = Path(path)
     doc = _load_json(path)

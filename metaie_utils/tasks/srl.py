@@ -24,7 +24,14 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from .base import Example, Extractor, TaskDataset, make_instance, run_queries, span_text
+from metaie_utils.tasks.base import (
+    Example,
+    Extractor,
+    TaskDataset,
+    make_instance,
+    run_queries,
+    span_text,
+)
 
 __all__ = ["SRLDataset", "propbank_role_name", "predicate_label"]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 __all__ = ["prf", "string_prf", "span_strings", "mean_std", "safe_div"]
 
@@ -146,3 +147,68 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
         return m, 0.0
     var = sum((v - m) ** 2 for v in vals) / (len(vals) - 1)
     return m, math.sqrt(var)
+
+
+def aggregate_scores(scores: Any, metric: str = "f1", group: str = "label") -> Any:
+    """Mean and std of ``metric`` per (task, initialization, ``group``) over points that differ only in seed.
+
+    One point per group keeps the 05 run's own std (over its few-shot seeds); several take the sample
+    std over points. Other numeric point columns (n_params, n_sentences, ...) keep their mean.
+    """
+    import pandas as pd
+
+    from metaie_utils.core.metrics import mean_std
+
+    if metric not in scores:
+        raise KeyError(f"metric {metric!r} is not in the sweep scores; columns: {list(scores.columns)}")
+    rows = []
+    for (task, init, g), d in scores.groupby(["task", "initialization", group], sort=False, dropna=False):
+        vals = d[metric].astype(float).tolist()
+        m, s = mean_std(vals)
+        if len(vals) == 1 and f"{metric}_std" in d:
+            s = float(d[f"{metric}_std"].iloc[0]) if pd.notna(d[f"{metric}_std"].iloc[0]) else 0.0
+        row = {"task": task, "initialization": init, group: g, "mean": m, "std": s, "n_points": len(vals)}
+        for c in ("n_params", "n_sentences", "n_instances"):
+            if c in d:
+                v = pd.to_numeric(d[c], errors="coerce")
+                row[c] = float(v.mean()) if v.notna().any() else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def data_size_curve(scores: Any, metric: str = "f1") -> Any:
+    """Scores of a data-size sweep -> ``(task, n_sentences, mean, std)`` rows for the curve.
+
+    The metaie initialization of each point sits at its distilled-sentence count (stage 03's
+    ``sentences``); the vanilla initialization (no meta-training, the same few-shot protocol and seeds)
+    is the point at 0 sentences, averaged over the points' identical vanilla runs.
+    """
+    import pandas as pd
+
+    if scores is None or len(scores) == 0:
+        return pd.DataFrame(columns=["task", "n_sentences", "mean", "std", "initialization"])
+    agg = aggregate_scores(scores, metric)
+    meta = agg[agg["initialization"] != "vanilla"].copy()
+    van = agg[agg["initialization"] == "vanilla"]
+    rows = [meta]
+    if len(van):
+        v = van.groupby("task", sort=False).agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
+        v["n_sentences"], v["initialization"], v["label"] = 0.0, "vanilla", "0 (vanilla)"
+        rows.append(v)
+    out = pd.concat(rows, ignore_index=True)
+    return out.sort_values(["task", "initialization", "n_sentences"]).reset_index(drop=True)
+
+
+def training_curves(log_history: Iterable[dict]) -> tuple[list[dict], list[dict]]:
+    """``(loss_rows, eval_rows)`` from a Trainer log history: ``{"step", "loss"}`` and ``{"step", "span_f1", ...}``.
+
+    >>> training_curves([{"step": 1, "loss": 1.0}, {"step": 2, "eval_span_f1": 0.5, "eval_loss": 0.3}])
+    ([{'step': 1, 'loss': 1.0}], [{'step': 2, 'span_f1': 0.5, 'eval_loss': 0.3}])
+    """
+    loss, ev = [], []
+    for r in log_history:
+        if "loss" in r:
+            loss.append({"step": r["step"], "loss": r["loss"]})
+        if "eval_span_f1" in r:
+            ev.append({"step": r["step"], "span_f1": r["eval_span_f1"], "eval_loss": r.get("eval_loss")})
+    return loss, ev

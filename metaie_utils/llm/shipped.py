@@ -27,12 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .cli import UserError
+from metaie_utils.core.errors import UserError
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "distillation"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "distillation"  # metaie_utils/data/distillation
+
+
 #: The default shipped set (the local Qwen2.5-0.5B teacher on the offline news corpus).
 DEFAULT_NAME = "news-qwen2.5-0.5b-metaie-1shot-v1.jsonl.gz"
+
+
 FORMAT_VERSION = 1
+
+
 #: Sampling keys that must equal the request's for a replay.
 SAMPLING_KEYS = ("temperature", "max_tokens", "seed")
 
@@ -86,8 +92,8 @@ def write(path: str | Path, provenance: dict, rows: Iterable[dict]) -> Path:
 def teacher_identity(teacher: str) -> dict[str, Any]:
     """What identifies a teacher without starting it: for ``local:<alias>`` the pinned GGUF file and sha256
     (from :mod:`metaie_utils.assets`, so it needs no download); for a path its sha256; else the model name."""
-    from .assets import ASSETS
-    from .teacher import parse_teacher
+    from metaie_utils.core.assets import ASSETS
+    from metaie_utils.llm.teacher import parse_teacher
 
     kind, name = parse_teacher(teacher)
     if kind != "local":
@@ -95,7 +101,7 @@ def teacher_identity(teacher: str) -> dict[str, Any]:
     if name in ASSETS:
         spec = ASSETS[name]
         return {"teacher": teacher, "model": name, "gguf": spec.target, "gguf_sha256": spec.sha256.get("")}
-    from .training import sha256_file  # local .gguf path
+    from metaie_utils.core.io import sha256_file
 
     p = Path(name).expanduser()
     return {"teacher": teacher, "model": p.stem, "gguf": p.name, "gguf_sha256": sha256_file(p) if p.is_file() else None}
@@ -104,7 +110,7 @@ def teacher_identity(teacher: str) -> dict[str, Any]:
 def mismatch(prov: dict, teacher: str, prompt_version: str, temperature: float, max_tokens: int, seed: int | None,
              n_samples: int) -> str | None:
     """Why a shipped set cannot stand in for this request (None: it can)."""
-    from .llm import PROMPTS
+    from metaie_utils.llm.client import PROMPTS
 
     ident = teacher_identity(teacher)
     if ident["gguf_sha256"] is None or ident["gguf_sha256"] != prov.get("gguf_sha256"):
@@ -163,10 +169,12 @@ def export(sentences_path: str | Path, cache_path: str | Path, teacher: str, pro
     is cached (a prefix, so the set is always "the first n sentences of the sampler")."""
     import sqlite3
 
-    from . import llm
-    from .corpus import SampleConfig
+    from metaie_utils.core.params import load_params
+    from metaie_utils.llm import client as llm
 
-    sentences = llm.read_jsonl(sentences_path)
+    from metaie_utils.core.io import read_jsonl
+
+    sentences = read_jsonl(sentences_path)
     ident = teacher_identity(teacher)
     conn = sqlite3.connect(f"file:{Path(cache_path)}?mode=ro", uri=True)
     rows, created = [], []
@@ -190,7 +198,7 @@ def export(sentences_path: str | Path, cache_path: str | Path, teacher: str, pro
     finally:
         conn.close()
     stats = llm.response_stats([{**r, "error": None} for r in rows])
-    d = SampleConfig()
+    d = load_params()  # params/defaults.yaml: the sampler stage 01 used
     versions = {}
     try:
         from importlib.metadata import version
@@ -205,9 +213,8 @@ def export(sentences_path: str | Path, cache_path: str | Path, teacher: str, pro
         "prompt_messages": [list(m) for m in llm.PROMPTS[prompt_version]],
         "sampling": {"temperature": float(temperature), "max_tokens": int(max_tokens), "seed": seed,
                      "n_samples": int(n_samples)},
-        "corpus": sampler or {"corpus": d.corpus, "sentence_mode": d.sentence_mode, "min_words": d.min_words,
-                              "max_words": d.max_words, "dedup": d.dedup, "seed": d.seed,
-                              "sampler": "corpus.sample_rows (seeded bottom-k, prefix-stable)"},
+        "corpus": sampler or {k: d[k] for k in ("corpus", "sentence_mode", "min_words", "max_words", "dedup", "seed")} | {
+                              "sampler": "stages.sample.sample_rows (seeded bottom-k, prefix-stable)"},
         "sentences_requested": len(sentences),
         "sentences": len(rows) // max(1, n_samples),
         "first_id": rows[0]["id"] if rows else None,

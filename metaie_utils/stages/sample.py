@@ -28,34 +28,35 @@ corpora, prefix-stable: a smaller sample is the head of a larger one with the sa
 from __future__ import annotations
 
 import csv
-import io
 import hashlib
-import json
 import heapq
+import io
+import json
 import re
 import unicodedata
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import ClassVar, Iterable, Iterator, Sequence
 
-from .cli import UserError
-from .params import StageConfig
-from .text import split_sentences, word_tokenize
+from metaie_utils.core.errors import UserError
+from metaie_utils.core.params import StageConfig
+from metaie_utils.core.text import split_sentences, word_tokenize
 
 
 class SampleConfig(StageConfig):
     """Parameters of ``notebooks/01_sample_corpus``."""
 
     stage: ClassVar[str] = "01_sample_corpus"
+    metrics_keys: ClassVar[tuple[str, ...]] = ("candidates", "eligible", "sampled", "mean_words", "max_words_seen")
 
     corpus: str = "news"  # news | hf:<dataset>[:<config>] (e.g. hf:Skylion007/openwebtext) | path to .txt/.jsonl/.csv/.zip
     text_field: str = "text"  # column/key holding the text (hf, .jsonl, .csv)
     hf_split: str = "train"  # split of a hf: dataset
     max_docs: int = 0  # 0 = read every document; N = stop after N documents (streamed corpora)
     sentence_mode: str = "first"  # first (the paper: first sentence of each paragraph) | all
-    n_sentences: int = 50  # sentences to sample; 0 = every sentence that passes the filters
+    n_sentences: int = 200  # sentences to sample; 0 = every sentence that passes the filters
     min_words: int = 5  # shortest sentence kept (words)
     max_words: int = 60  # longest sentence kept (words)
     dedup: bool = True  # drop normalized duplicates
@@ -90,14 +91,16 @@ class SampleStats:
         return out
 
 
-# ----------------------------------------------------------------------------------------------------
-# Filters
-# ----------------------------------------------------------------------------------------------------
-
 # U+FFFD, the news corpus's '"?' artifact (a lost closing quote / dash), and UTF-8 bytes read as cp1252.
 _MOJIBAKE = re.compile('\ufffd|"\\?|\u00e2\u20ac|\u00c3[\u0080-\u00bf\u2018-\u203a]|\u00c2[\u00a0-\u00bf]')
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 _URL = re.compile(r"https?://|www\.\S+\.\w")
+
+
 _WS = re.compile(r"\s+")
 
 
@@ -136,11 +139,6 @@ def clean_whitespace(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
-# ----------------------------------------------------------------------------------------------------
-# Sources
-# ----------------------------------------------------------------------------------------------------
-
-
 def split_paragraphs(text: str) -> list[str]:
     """Paragraphs of a document: blank-line separated when it has blank lines, else one per line.
 
@@ -170,7 +168,7 @@ def _csv_rows(f: io.TextIOBase, text_field: str, where: str) -> Iterator[tuple[s
 def iter_documents(corpus: str, text_field: str = "text", hf_split: str = "train") -> Iterator[tuple[str, str, str]]:
     """``(doc_id, text, source)`` of every document of a corpus spec (see the module docstring)."""
     if corpus == "news":
-        from .assets import news_corpus_path
+        from metaie_utils.core.assets import news_corpus_path
 
         path = news_corpus_path()
         yield from ((d, t, "news") for d, t, _ in iter_documents(str(path), "text"))
@@ -178,7 +176,7 @@ def iter_documents(corpus: str, text_field: str = "text", hf_split: str = "train
     if corpus.startswith("hf:"):
         yield from _iter_hf(corpus[3:], text_field, hf_split)
         return
-    from .paths import resolve
+    from metaie_utils.core.paths import resolve
 
     path = resolve(corpus)
     if not path.is_file():
@@ -376,7 +374,7 @@ def length_histogram(lengths: Sequence[int], width: int = 5) -> list[dict[str, i
 
 def write_sentences(rows: Sequence[dict], path: str | Path) -> Path:
     """``sentences.jsonl``: exactly the keys ``id``, ``text``, ``source``, ``doc_id``; atomic write."""
-    from .llm import write_jsonl
+    from metaie_utils.core.io import write_jsonl
 
     return write_jsonl(path, ({k: r[k] for k in ("id", "text", "source", "doc_id")} for r in rows))
 

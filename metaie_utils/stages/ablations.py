@@ -26,32 +26,52 @@ import hashlib
 import itertools
 import json
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, NamedTuple, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .params import PIPELINE, STAGES, ParamsError, StageConfig, all_fields, available_stages
-from .paths import PARAMS_DIR, resolve
+from metaie_utils.core.metrics import aggregate_scores, data_size_curve  # noqa: F401  (re-exported)
+from metaie_utils.core.params import (
+    PIPELINE,
+    STAGES,
+    ParamsError,
+    StageConfig,
+    all_fields,
+    available_stages,
+)
+from metaie_utils.core.paths import PARAMS_DIR, resolve
 
 SWEEPS_DIR = PARAMS_DIR / "sweeps"
+
+
 SWEEP_RECORD = "sweep.json"
+
+
 # Keys a sweep must not vary or set: the runner owns them.
 RUNNER_KEYS = frozenset({"run_name", "out_root", "overwrite"})
+
+
 MAX_RUN_NAME = 150
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class SweepSpecError(ParamsError):
     """A sweep spec is malformed (unknown key, empty grid, unknown stage or parameter, name clash)."""
-
-
-# ----------------------------------------------------------------------------------------------------
-# Spec validation and expansion (used by metaie_utils.pipeline)
-# ----------------------------------------------------------------------------------------------------
 
 
 class SweepSpec(BaseModel):
@@ -326,6 +346,7 @@ def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: s
 
 _PROTOCOL_KEYS = ("protocol_inits", "protocol_lr", "protocol_epochs", "protocol_batch_size", "protocol_max_test")
 
+
 # Keys a run does not use while a switch is off: ``key -> (switch, is_off(switch value))``. A difference in such a
 # key, with the switch off both in the recorded run and now, does not make a finished run a different one (a run
 # made with protocol_eval=false is the same whatever protocol_lr was).
@@ -375,12 +396,12 @@ def check_run_matches(run_dir: Path, overrides: Mapping[str, Any]) -> None:
         )
 
 
-# ----------------------------------------------------------------------------------------------------
-# Stage 06: reading finished sweeps
-# ----------------------------------------------------------------------------------------------------
-
 METRICS_KEYS = ("f1", "f1_std", "precision", "precision_std", "recall", "recall_std", "n_seeds")
+
+
 SCORE_METRICS = ("f1", "precision", "recall")
+
+
 # Ablation kinds, recognised from the keys a sweep varies (first match wins), with the x axis they plot.
 KINDS: dict[str, tuple[str, ...]] = {
     "architecture": ("architecture",),
@@ -395,6 +416,7 @@ class AblationConfig(StageConfig):
     and draw the ablation figures and tables."""
 
     stage: ClassVar[str] = "06_ablations"
+    metrics_keys: ClassVar[tuple[str, ...]] = ("sweeps", "finished_points")
 
     sweeps: list[str] = Field(default_factory=list)  # sweep names or spec paths; [] = every sweep under <out_root>/sweeps
     metric: str = "f1"  # the few-shot score drawn: "f1" | "precision" | "recall"
@@ -484,6 +506,8 @@ def flatten_fewshot_metrics(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     >>> flatten_fewshot_metrics({"conll2003": {"ner": {"metaie": {"f1": 40.0, "f1_std": 1.0}}}, "wall_s": 3})
     [{'dataset': 'conll2003', 'subtask': 'ner', 'initialization': 'metaie', 'f1': 40.0, 'f1_std': 1.0}]
     """
+    if isinstance(metrics.get("scores"), Mapping):  # stage 05's declared layout: the scores sit under "scores"
+        metrics = metrics["scores"]
     rows = []
     for ds, subs in metrics.items():
         if not isinstance(subs, Mapping):
@@ -618,8 +642,8 @@ def read_sweep(name_or_path: str | Path, out_root: str | Path = "outputs") -> Sw
         ran = ((manifests.get("04_train_meta_model") or {}).get("params") or {})
         backbone = ov.get("backbone", spec.get("set", {}).get("backbone", ran.get("backbone", "")))
         layers = ov.get("num_layers", spec.get("set", {}).get("num_layers", ran.get("num_layers", 0)))
-        n_params = _count(m04, ("n_parameters", "num_parameters", "parameters", "n_params")) or nominal_params(
-            backbone, int(layers or 0))
+        # 04 records n_params (a declared metrics key); the nominal table only serves runs made before it did
+        n_params = _count(m04, ("n_params",)) or nominal_params(backbone, int(layers or 0))
         row = {
             "run_name": run_name, "label": point_label(ov, varied), "status": status, **{k: ov.get(k) for k in varied},
             "n_params": n_params,
@@ -686,54 +710,8 @@ def ablation_table(scores: Any, metric: str = "f1", group: str = "label") -> Any
     return t[[c for c in order if c in t.columns]]
 
 
-def aggregate_scores(scores: Any, metric: str = "f1", group: str = "label") -> Any:
-    """Mean and std of ``metric`` per (task, initialization, ``group``) over points that differ only in seed.
-
-    One point per group keeps the 05 run's own std (over its few-shot seeds); several take the sample
-    std over points. Other numeric point columns (n_params, n_sentences, ...) keep their mean.
-    """
-    import pandas as pd
-
-    from .metrics import mean_std
-
-    if metric not in scores:
-        raise KeyError(f"metric {metric!r} is not in the sweep scores; columns: {list(scores.columns)}")
-    rows = []
-    for (task, init, g), d in scores.groupby(["task", "initialization", group], sort=False, dropna=False):
-        vals = d[metric].astype(float).tolist()
-        m, s = mean_std(vals)
-        if len(vals) == 1 and f"{metric}_std" in d:
-            s = float(d[f"{metric}_std"].iloc[0]) if pd.notna(d[f"{metric}_std"].iloc[0]) else 0.0
-        row = {"task": task, "initialization": init, group: g, "mean": m, "std": s, "n_points": len(vals)}
-        for c in ("n_params", "n_sentences", "n_instances"):
-            if c in d:
-                v = pd.to_numeric(d[c], errors="coerce")
-                row[c] = float(v.mean()) if v.notna().any() else None
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
-def data_size_curve(scores: Any, metric: str = "f1") -> Any:
-    """Scores of a data-size sweep -> ``(task, n_sentences, mean, std)`` rows for the curve.
-
-    The metaie initialization of each point sits at its distilled-sentence count (stage 03's
-    ``sentences``); the vanilla initialization (no meta-training, the same few-shot protocol and seeds)
-    is the point at 0 sentences, averaged over the points' identical vanilla runs.
-    """
-    import pandas as pd
-
-    if scores is None or len(scores) == 0:
-        return pd.DataFrame(columns=["task", "n_sentences", "mean", "std", "initialization"])
-    agg = aggregate_scores(scores, metric)
-    meta = agg[agg["initialization"] != "vanilla"].copy()
-    van = agg[agg["initialization"] == "vanilla"]
-    rows = [meta]
-    if len(van):
-        v = van.groupby("task", sort=False).agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
-        v["n_sentences"], v["initialization"], v["label"] = 0.0, "vanilla", "0 (vanilla)"
-        rows.append(v)
-    out = pd.concat(rows, ignore_index=True)
-    return out.sort_values(["task", "initialization", "n_sentences"]).reset_index(drop=True)
 
 
 def points_table(res: SweepResults) -> Any:
@@ -765,11 +743,6 @@ def no_sweeps_message(out_root: str | Path = "outputs") -> str:
     cmds = "\n".join(f"  python -m metaie_utils sweep params/sweeps/{s}.yaml" for s in specs) or "  (no specs found)"
     return (f"No finished sweep under {sweeps_root(out_root)}: nothing to draw yet. Run a CPU sweep first, e.g.\n"
             f"{cmds}\nthen re-run this notebook (sweeps=[] reads every recorded sweep).")
-
-
-# ----------------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------------
 
 
 def _cmd_ablations(args: Any) -> int:

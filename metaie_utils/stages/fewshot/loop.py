@@ -10,6 +10,7 @@ teacher with the K-shot support sentences as in-context examples instead of fine
 Products in the run directory::
 
     results.csv                 one row per dataset x initialization x seed x sub-task (fractions 0..1)
+    counts.jsonl                per-sentence (tp, n_pred, n_gold) of each results row (paired bootstrap: `summary`)
     summary.csv                 mean and std over seeds, as percentages
     support/<dataset>/seed<k>.json   the sampled support sets (indices, type counts, instances)
     work/                       per-(dataset, init, seed) fine-tuning folders (deleted unless keep_models)
@@ -24,82 +25,78 @@ skipped, and results are appended as soon as they exist, so a crash loses at mos
 from __future__ import annotations
 
 import csv
-import dataclasses
-import hashlib
 import json
-import random
 import shutil
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from pydantic import field_validator
 
-from .params import StageConfig
-from .paths import resolve
+from metaie_utils.core.params import StageConfig
+from metaie_utils.core.paths import resolve
+from metaie_utils.core.stats import append_counts, counts_records
+from metaie_utils.stages.fewshot.support import (
+    SAMPLERS,
+    FewShotError,
+    _user_error,
+    capped_test,
+    jsonable,
+    mention_counter,
+    sample_support,
+    short_types,
+    support_split,
+    support_type_counts,
+)
+from metaie_utils.tasks.registry import FIXED_SUPPORT
+from metaie_utils.tasks.spec import spec_slug
 
 INITIALIZATIONS: tuple[str, ...] = ("vanilla", "metaie", "ner-distill", "multiie", "llm-icl")
-SAMPLERS: tuple[str, ...] = ("greedy", "per-type")
-# Datasets whose support set is fixed (the whole train split, the same for every seed) instead of sampled:
-# name -> the tasks dataset it reads. conll2003-metaie's train split is the authors' 5-shot file
-# (metaie_reference/dataset/train.5-shot.conll2003.json, 20 sentences) and its test split their test file.
-FIXED_SUPPORT: dict[str, str] = {"conll2003-authors": "conll2003-metaie", "conll2003-metaie": "conll2003-metaie"}
+
+
+
+
 RESULT_FIELDS = [
     "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
     "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
 ]
-TEST_SAMPLE_SEED = 20240401  # the capped test subset is the same for every seed and initialization
 
 
-class FewShotError(ValueError):
-    """A few-shot request that cannot be met (unknown dataset, K too large for the split...)."""
 
 
-def _user_error(msg: str) -> Exception:
-    """A :class:`metaie_utils.cli.UserError` (printed as one paragraph by the CLI)."""
-    from .cli import UserError
-
-    class FewShotUserError(UserError, FewShotError):
-        pass
-
-    return FewShotUserError(msg)
-
-
-# --------------------------------------------------------------------------------------------------
-# Config
-# --------------------------------------------------------------------------------------------------
 
 
 class EvalConfig(StageConfig):
     """Parameters of ``notebooks/05_fewshot_eval`` (one flat namespace with the other stages)."""
 
     stage: ClassVar[str] = "05_fewshot_eval"
+    metrics_keys: ClassVar[tuple[str, ...]] = ("rows", "datasets", "initializations", "scores")
     upstream: ClassVar[dict[str, str]] = {"meta_model": "04_train_meta_model"}
 
     meta_model: str = ""  # 04 run dir (its model/), a checkpoint path or Hub name; "" = skip metaie
-    datasets: list[str] = ["conll2003"]  # names of tasks.DATASETS (or aliases); conll2003-authors = the authors' fixed 5-shot set
+    datasets: list[str] = ["conll2003", "conll04", "casie", "qasrl", "absa-14res", "aste-14res"]  # names of tasks.DATASETS (or aliases); conll2003-authors = the authors' fixed 5-shot set
     initializations: list[str] = ["vanilla", "metaie"]  # subset of INITIALIZATIONS
     shots: int = 5  # K: mentions (NER), relations/events/... per type in the support set
     fewshot_sampler: str = "greedy"  # "greedy" (until every type has K mentions) | "per-type" (K sentences per type, the authors' 20 for CoNLL03)
     fewshot_seeds: int = 1  # support sets / fine-tunes per dataset: seeds seed, seed+1, ...
-    test_cap: int = 100  # 0 = the full test split; else a fixed random subset of this many sentences
+    test_cap: int = 50  # 0 = the full test split; else a fixed random subset of this many sentences
     backbone: str = "minilm-l6"  # vanilla initialization and baselines' backbone (alias, path or Hub name)
     num_layers: int = 0  # 0 = every encoder layer; k = keep the first k (same meaning as stage 04)
     architecture: str = "seqlabel"  # "seqlabel" | "generative" (same meaning as stage 04)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
-    fewshot_lr: float = 1e-4  # learning rate of the few-shot fine-tune (paper, roberta-large: 1e-5)
-    fewshot_epochs: float = 10  # epochs over the support instances (paper: 100)
+    fewshot_lr: float = 3e-4  # learning rate of the few-shot fine-tune (paper, roberta-large: 1e-5)
+    fewshot_epochs: float = 100  # epochs over the support instances (paper: 100)
     fewshot_batch_size: int = 8  # per-device batch size
     fewshot_grad_accum: int = 1  # gradient accumulation steps (effective batch = batch_size * grad_accum)
-    fewshot_max_steps: int = 0  # 0 = epochs decide; n > 0 caps optimizer steps (smoke runs)
+    fewshot_max_length: int = 0  # sub-tokens per query in few-shot training AND extraction; 0 = the backbone's window (512)
+    fewshot_max_steps: int = 300  # 0 = epochs decide; n > 0 caps optimizer steps (the same budget for every init)
     eval_batch_size: int = 64  # (sentence, label) queries per forward pass at test time
     keep_models: bool = False  # True keeps every fine-tuned checkpoint under work/ (large)
     baseline_instances: int = 0  # 0 = match MetaIE's instance count; n = this many pre-training instances
     ner_responses: str = ""  # ner-v1 responses.jsonl (or its 02 run dir); "" = distill now on MetaIE's sentences
     multiie_datasets: list[str] = ["ncbi-disease", "semeval2010-task8", "casie"]  # human IE data of multiie
     icl_test_cap: int = 20  # test sentences prompted per dataset for llm-icl (0 = the test_cap subset)
-    teacher: str = "local:smollm2-135m"  # llm-icl / ner-distill teacher (same meaning as stage 02)
+    teacher: str = "local:qwen2.5-0.5b"  # llm-icl / ner-distill teacher (same meaning as stage 02)
     base_url: str = ""  # remote teachers only: "" = the OpenAI API (same meaning as stage 02)
     api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key (remote teachers)
 
@@ -110,6 +107,13 @@ class EvalConfig(StageConfig):
         if bad:
             raise ValueError(f"unknown initializations {bad}; choose from {list(INITIALIZATIONS)}")
         return v
+
+    @field_validator("datasets")
+    @classmethod
+    def _specs_parse(cls, v: list[str]) -> list[str]:
+        from metaie_utils.tasks.spec import check_dataset_arg, is_spec
+
+        return [check_dataset_arg(d) if is_spec(d) else d for d in v]
 
     @field_validator("fewshot_sampler")
     @classmethod
@@ -153,150 +157,6 @@ def recipe_string(recipe: Mapping[str, Any]) -> str:
     return ";".join(f"{k}={v}" for k, v in recipe.items())
 
 
-# --------------------------------------------------------------------------------------------------
-# K-shot sampling
-# --------------------------------------------------------------------------------------------------
-
-
-def _type_counts(ex: Any, types_of: Callable[[Any], Iterable[str]], counts_of: Callable[[Any], Mapping[str, int]] | None) -> Counter:
-    if counts_of is not None:
-        return Counter({t: int(n) for t, n in counts_of(ex).items() if n})
-    return Counter({t: 1 for t in types_of(ex)})
-
-
-def sample_support(
-    examples: Sequence[Any],
-    types_of: Callable[[Any], Iterable[str]],
-    k: int,
-    seed: int,
-    *,
-    counts_of: Callable[[Any], Mapping[str, int]] | None = None,
-    types: Iterable[str] | None = None,
-    method: str = "greedy",
-    where: str = "the support pool",
-) -> list[int]:
-    """Indices (sorted) of a seeded K-shot support set in which every type has >= ``k`` mentions.
-
-    ``method="greedy"`` is the usual greedy sampler (Yang and Katiyar, 2020): visit the examples in a
-    seeded random order and keep an example when it carries a type that still has fewer than ``k``
-    mentions; stop once every type has ``k``. One sentence often serves several types, so CoNLL2003
-    5-shot gives about 12 sentences. ``method="per-type"`` reproduces the authors' support size
-    (types x K sentences, CoNLL2003 5-shot = 20): for each type in turn, keep the next ``k`` unused
-    sentences that contain it.
-
-    Mentions are counted with ``counts_of(ex) -> {type: n}`` when given, else one per type in
-    ``types_of(ex)``. A type with fewer than ``k`` mentions in the whole pool gets all of them (best effort,
-    see :func:`short_types`); when EVERY type falls short, K is larger than the split allows and
-    :class:`FewShotError` says so with the counts and the largest feasible K.
-
-    >>> exs = [{"PER"}, {"LOC"}, {"PER", "LOC"}, set(), {"PER"}]
-    >>> idx = sample_support(exs, lambda ex: ex, k=2, seed=0)
-    >>> c = Counter(t for i in idx for t in exs[i]); c["PER"] >= 2 and c["LOC"] >= 2
-    True
-    >>> idx == sample_support(exs, lambda ex: ex, k=2, seed=0)
-    True
-    """
-    if k < 1:
-        raise FewShotError(f"k must be >= 1, got {k}.")
-    if method not in SAMPLERS:
-        raise FewShotError(f"unknown sampler {method!r}; use one of {list(SAMPLERS)}.")
-    counts = [_type_counts(ex, types_of, counts_of) for ex in examples]
-    total: Counter = Counter()
-    for c in counts:
-        total.update(c)
-    wanted = sorted(set(types) if types is not None else set(total))
-    if not wanted:
-        raise FewShotError(f"{where} has no typed mentions ({len(examples)} examples): nothing to sample K shots of.")
-    short = {t: total.get(t, 0) for t in wanted if total.get(t, 0) < k}
-    if len(short) == len(wanted):
-        feasible = max(total.get(t, 0) for t in wanted)
-        raise _user_error(
-            f"K={k} shots asked, but {where} ({len(examples)} sentences) has fewer than {k} mentions of every "
-            f"type: " + ", ".join(f"{t!r}: {n}" for t, n in sorted(short.items()))
-            + f". K is larger than the split allows: lower `shots` to <= {feasible}, or drop the dataset."
-        )
-    target = {t: min(k, total.get(t, 0)) for t in wanted}
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    have: Counter = Counter()
-    chosen: list[int] = []
-    if method == "greedy":
-        for i in order:
-            if any(have[t] < target[t] for t in counts[i] if t in target):
-                chosen.append(i)
-                have.update(counts[i])
-                if all(have[t] >= target[t] for t in wanted):
-                    break
-    else:
-        used: set[int] = set()
-        for t in wanted:
-            got = 0
-            for i in order:
-                if got >= k:
-                    break
-                if i not in used and counts[i].get(t):
-                    used.add(i)
-                    chosen.append(i)
-                    got += 1
-    return sorted(chosen)
-
-
-def short_types(examples: Sequence[Any], types_of: Callable, k: int, counts_of: Callable | None = None,
-                types: Iterable[str] | None = None) -> dict[str, int]:
-    """``{type: mentions}`` of the types with fewer than ``k`` mentions in ``examples`` (sampled best effort).
-
-    >>> short_types([{"PER"}, {"PER"}, {"LOC"}], lambda ex: ex, 2)
-    {'LOC': 1}
-    """
-    tot = support_type_counts(examples, types_of, counts_of)
-    return {t: tot.get(t, 0) for t in sorted(set(types) if types is not None else set(tot)) if tot.get(t, 0) < k}
-
-
-def support_type_counts(
-    examples: Sequence[Any], types_of: Callable[[Any], Iterable[str]], counts_of: Callable | None = None
-) -> dict[str, int]:
-    """``{type: mentions}`` over ``examples`` (the coverage report saved with each support set)."""
-    tot: Counter = Counter()
-    for ex in examples:
-        tot.update(_type_counts(ex, types_of, counts_of))
-    return dict(sorted(tot.items()))
-
-
-def capped_test(examples: Sequence[Any], cap: int, seed: int = TEST_SAMPLE_SEED) -> list[Any]:
-    """The first-class test subset: all ``examples`` when ``cap`` is 0 or >= len, else a fixed random
-    ``cap``-subset in corpus order (the same for every seed and initialization).
-
-    >>> capped_test(list(range(10)), 0) == list(range(10))
-    True
-    >>> len(capped_test(list(range(10)), 3)), capped_test(list(range(10)), 3) == capped_test(list(range(10)), 3)
-    (3, True)
-    """
-    if cap <= 0 or cap >= len(examples):
-        return list(examples)
-    idx = sorted(random.Random(seed).sample(range(len(examples)), cap))
-    return [examples[i] for i in idx]
-
-
-def jsonable(ex: Any) -> Any:
-    """An example as JSON data: dataclasses -> dict, sets -> sorted lists, else as is (or its repr)."""
-    if dataclasses.is_dataclass(ex) and not isinstance(ex, type):
-        ex = dataclasses.asdict(ex)
-    if isinstance(ex, Mapping):
-        return {str(k): jsonable(v) for k, v in ex.items()}
-    if isinstance(ex, (set, frozenset)):
-        return sorted((jsonable(v) for v in ex), key=repr)
-    if isinstance(ex, (list, tuple)):
-        return [jsonable(v) for v in ex]
-    if isinstance(ex, (str, int, float, bool)) or ex is None:
-        return ex
-    return repr(ex)
-
-
-# --------------------------------------------------------------------------------------------------
-# Datasets and backends
-# --------------------------------------------------------------------------------------------------
-
-
 @dataclass
 class Backend:
     """The functions the loop calls, injectable for tests. Defaults: the package's real modules.
@@ -321,7 +181,7 @@ class Backend:
         if self.get_dataset is None:
             self.get_dataset = _real_get_dataset
         if self.score is None:
-            from . import tasks
+            from metaie_utils import tasks
 
             self.score = tasks.score
         if self.train is None:
@@ -329,7 +189,7 @@ class Backend:
         if self.load_extractor is None:
             self.load_extractor = _real_load_extractor
         if self.icl_extractor is None:
-            from .baselines import icl_extractor
+            from metaie_utils.stages.fewshot.baselines import icl_extractor
 
             self.icl_extractor = icl_extractor
         if self.build_init is None:
@@ -337,75 +197,26 @@ class Backend:
 
 
 def _real_load_extractor(path: Path, cfg: EvalConfig) -> Any:
-    from .extraction import load_extractor
+    from metaie_utils.models import load_extractor
 
-    return load_extractor(path, device=cfg.device, batch_size=cfg.eval_batch_size)
-
-
-def mention_counter(dataset: Any) -> Callable[[Any], Mapping[str, int]] | None:
-    """``ex -> {type: mentions}`` for the sampler: the dataset's ``type_counts`` when it has one, entity
-    mentions for NER examples (``ex.entities`` of ``(start, end, type)``), else None (sentences per type)."""
-    if callable(getattr(dataset, "type_counts", None)):
-        return dataset.type_counts
-    if getattr(dataset, "task", "") == "ner":
-        return lambda ex: Counter(t for *_, t in getattr(ex, "entities", []))
-    return None
+    return load_extractor(path, device=cfg.device, batch_size=cfg.eval_batch_size, max_length=cfg.fewshot_max_length)
 
 
 def known_datasets() -> list[str]:
     """Every dataset name :func:`load_eval_dataset` accepts."""
-    from . import tasks
+    from metaie_utils import tasks
 
     return sorted(set(tasks.DATASETS) | set(getattr(tasks, "ALIASES", {})) | set(FIXED_SUPPORT))
 
 
 def _real_get_dataset(name: str) -> Any:
-    from . import tasks
+    from metaie_utils import tasks
+    from metaie_utils.tasks.spec import is_spec
 
     base = FIXED_SUPPORT.get(name, name)
-    if base not in tasks.DATASETS and base not in getattr(tasks, "ALIASES", {}):
+    if base not in tasks.DATASETS and base not in getattr(tasks, "ALIASES", {}) and not is_spec(base):
         raise _user_error(f"Unknown dataset {name!r}. Known datasets: {', '.join(known_datasets())}.")
     return tasks.get_dataset(base)
-
-
-def support_split(dataset: Any) -> str:
-    """``"train"`` when the dataset has one, else ``"dev"`` (qasrl, up-ewt), else the first non-test split."""
-    splits = list(dataset.splits)
-    for s in ("train", "dev", "validation"):
-        if s in splits:
-            return s
-    rest = [s for s in splits if s != "test"]
-    if not rest:
-        raise FewShotError(f"dataset {dataset.name!r} has only the splits {splits}: no split to sample support sets from.")
-    return rest[0]
-
-
-def instance_sentence(inst: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """An authors'-format instance -> (label text, sentence words).
-
-    >>> instance_sentence({"words": ["Other", "entity", ":", "EU", "rejects"], "ner": ["O"] * 5})
-    ('Other entity', ['EU', 'rejects'])
-    """
-    from .label_to_span import split_instance
-
-    label_words, words, _ = split_instance(inst)
-    return " ".join(label_words), words
-
-
-def instance_spans(inst: Mapping[str, Any]) -> list[tuple[int, int]]:
-    """Half-open word spans of an instance's sentence part: B(I*) runs, an I after O starts a span.
-
-    >>> instance_spans({"words": ["Person", ":", "Tom", "Cruise", "runs"], "ner": ["O", "O", "B", "I", "O"]})
-    [(0, 2)]
-    """
-    from .label_to_span import bio_spans, split_instance
-
-    return bio_spans(split_instance(inst)[2])
-
-
-# --------------------------------------------------------------------------------------------------
-# Initializations and fine-tuning
-# --------------------------------------------------------------------------------------------------
 
 
 def meta_model_path(meta_model: str) -> str | None:
@@ -436,11 +247,11 @@ def resolve_initialization(name: str, cfg: EvalConfig) -> str | None:
     if name == "metaie":
         return meta_model_path(cfg.meta_model)
     if name == "ner-distill":
-        from .baselines import ner_distilled_checkpoint
+        from metaie_utils.stages.fewshot.baselines import ner_distilled_checkpoint
 
         return str(ner_distilled_checkpoint(cfg))
     if name == "multiie":
-        from .baselines import multiie_checkpoint
+        from metaie_utils.stages.fewshot.baselines import multiie_checkpoint
 
         return str(multiie_checkpoint(cfg))
     if name == "llm-icl":
@@ -450,7 +261,7 @@ def resolve_initialization(name: str, cfg: EvalConfig) -> str | None:
 
 def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
     """The :class:`metaie_utils.training.TrainRecipe` of the few-shot fine-tune (same for every init)."""
-    from .training import TrainRecipe
+    from metaie_utils.models.trainer import TrainRecipe
 
     seed = cfg.seed if seed is None else seed
     return TrainRecipe(
@@ -460,6 +271,7 @@ def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
         grad_accum=cfg.fewshot_grad_accum,
         max_steps=cfg.fewshot_max_steps if cfg.fewshot_max_steps > 0 else -1,
         num_layers=cfg.num_layers,
+        max_length=cfg.fewshot_max_length,  # 0: the backbone's window, the same as extraction's
         device=cfg.device,
         seed=seed,
         log_steps=10,
@@ -469,16 +281,11 @@ def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
 
 def train_fewshot(instances: list[dict], init: str, output_dir: Path, cfg: EvalConfig, seed: int) -> Path:
     """Fine-tune ``init`` on ``instances`` with the few-shot recipe of ``cfg`` -> checkpoint folder."""
-    from .training import finetune
+    from metaie_utils.models import finetune
 
     kw = {"progress": False} if cfg.architecture == "seqlabel" else {}
     recipe = fewshot_recipe(cfg, seed)
     return Path(finetune(instances, init, Path(output_dir), recipe, architecture=cfg.architecture, resume=True, **kw))
-
-
-# --------------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------------
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -511,7 +318,7 @@ def summarize(rows: Sequence[Mapping[str, Any]]):
     """
     import pandas as pd
 
-    from .metrics import mean_std
+    from metaie_utils.core.metrics import mean_std
 
     cols = ["dataset", "subtask", "initialization", "n_seeds", "f1", "f1_std", "precision", "precision_std",
             "recall", "recall_std", "n_test", "test_cap", "shots"]
@@ -546,6 +353,13 @@ def summary_table(summary) -> Any:
     return t[order]
 
 
+def stage_metrics(summary, cfg: "EvalConfig") -> dict[str, Any]:
+    """Stage 05's metrics.json: ``rows`` (summary rows), ``datasets``, ``initializations`` and ``scores``
+    (:func:`summary_metrics`)."""
+    return {"rows": int(len(summary)), "datasets": list(cfg.datasets), "initializations": list(cfg.initializations),
+            "scores": summary_metrics(summary)}
+
+
 def summary_metrics(summary) -> dict[str, Any]:
     """The summary as nested dict for metrics.json: ``{dataset: {subtask: {init: {"f1", "f1_std", ...}}}}``."""
     out: dict[str, Any] = {}
@@ -555,11 +369,6 @@ def summary_metrics(summary) -> dict[str, Any]:
             for k in ("f1", "f1_std", "precision", "precision_std", "recall", "recall_std", "n_seeds")
         }
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------------
 
 
 def _flatten_instances(dataset: Any, examples: Iterable[Any]) -> list[dict]:
@@ -572,7 +381,7 @@ def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir
     Returns (support examples, their training instances, the saved record). A support file already in
     ``run_dir`` (a resumed run) is reused as is, so every initialization sees the same set.
     """
-    path = Path(run_dir) / "support" / name / f"seed{seed}.json"
+    path = Path(run_dir) / "support" / spec_slug(name) / f"seed{seed}.json"
     split = support_split(dataset)
     pool = dataset.load(split)
     counts_of = mention_counter(dataset)
@@ -666,7 +475,7 @@ def run_fewshot(
                 "n_test": len(test), "test_cap": cfg.test_cap, "shots": cfg.shots,
                 "n_support": record.get("n_sentences", len(support)), "n_instances": len(instances),
                 "recipe": recipe, "note": ""}
-        work = run_dir / "work" / name / init / f"seed{seed}"
+        work = run_dir / "work" / spec_slug(name) / init / f"seed{seed}"
         if init == "llm-icl":
             if getattr(ds, "task", "ner") != "ner":
                 notes[f"llm-icl/{name}"] = f"skipped: llm-icl is implemented for NER datasets, {name} is {ds.task}"
@@ -684,6 +493,11 @@ def run_fewshot(
             if callable(getattr(extractor, "close", None)):
                 extractor.close()
         golds = [ds.gold(ex) for ex in test]
+        # per-sentence counts first (counts.jsonl), so every results row has them after a crash or a resume:
+        # `python -m metaie_utils summary RUN_DIR` pairs initializations over them (bootstrap intervals)
+        test_ids = [getattr(ex, "id", None) or str(k) for k, ex in enumerate(test)]
+        subtasks = list(getattr(ds, "subtasks", None) or sorted({k for g in golds for k in g}))
+        append_counts(run_dir / "counts.jsonl", counts_records(name, init, seed, test_ids, golds, preds, subtasks))
         scores = backend.score(ds, golds, preds)
         rows = _score_rows(scores, base)
         append_results(results_path, rows)
@@ -717,29 +531,19 @@ def write_summary(run_dir: str | Path) -> Any:
     return summary
 
 
-def config_key(obj: Any) -> str:
-    """A short stable hash of JSON-able settings (names cached baseline checkpoints)."""
-    return hashlib.sha1(json.dumps(jsonable(obj), sort_keys=True).encode()).hexdigest()[:10]
-
-
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
-
-
 PROTOCOL_SEEDS = 3  # the paper's protocol: mean ± std over 3 support sets (the `evaluate` default)
 
 
 def _files_set(files: Sequence[str], key: str) -> bool:
     """Whether any of the params ``files`` sets ``key`` (``read_yaml`` names a missing or malformed file)."""
-    from .params import read_yaml
+    from metaie_utils.core.params import read_yaml
 
     return any(key in read_yaml(f) for f in files)
 
 
 def config_from_args(args) -> EvalConfig:
     """The CLI's EvalConfig: ``params/defaults.yaml`` + ``--params`` files + ``--set`` pairs + the flags."""
-    from .params import load_params, parse_set, stage_config
+    from metaie_utils.core.params import load_params, parse_set, stage_config
 
     overrides: dict[str, Any] = parse_set(args.set or [])
     overrides["meta_model"] = args.model
@@ -759,9 +563,9 @@ def config_from_args(args) -> EvalConfig:
 
 
 def _cmd_evaluate(args) -> int:
-    from .plots import save
-    from .plots.eval import plot_results
-    from .runs import start_run
+    from metaie_utils.core.runs import start_run
+    from metaie_utils.plots import save
+    from metaie_utils.plots.eval import plot_results
 
     cfg = config_from_args(args)
     for d in cfg.datasets:
@@ -771,7 +575,7 @@ def _cmd_evaluate(args) -> int:
     run_fewshot(cfg, run.dir)
     summary = write_summary(run.dir)
     save(plot_results(summary), run.dir / "fewshot_f1.png")
-    run.finish(summary_metrics(summary))
+    run.finish(stage_metrics(summary, cfg))
     print(summary_table(summary).to_string())
     return 0
 

@@ -29,14 +29,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .paths import resolve
-from .extraction import Span
-from .runs import read_json, write_json
+from metaie_utils.core.io import write_jsonl
+from metaie_utils.core.paths import resolve
+from metaie_utils.core.runs import read_json, write_json
+from metaie_utils.core.spans import Span
 
 MANIFEST = "manifest.json"
+
+
 BASELINE_DONE = "baseline.json"
+
+
 PAPER_MULTIIE = ("fewnerd", "fewrel", "fewevent")  # the paper's MultiIE sources (not shipped)
+
+
 ICL_MAX_PROMPT_WORDS = 900  # demonstrations are dropped beyond this budget (small teachers' context)
+
+
 ICL_LINE = re.compile(r"^\s*[-*•]\s*([^:\n]+?)\s*:\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -45,17 +54,12 @@ class BaselineError(ValueError):
 
 
 def _user_error(msg: str) -> Exception:
-    from .cli import UserError
+    from metaie_utils.core.errors import UserError
 
     class BaselineUserError(UserError, BaselineError):
         pass
 
     return BaselineUserError(msg)
-
-
-# --------------------------------------------------------------------------------------------------
-# Provenance: from a meta-model back to its instances, responses and sentences
-# --------------------------------------------------------------------------------------------------
 
 
 def run_dir_of(path: str | Path) -> Path | None:
@@ -69,7 +73,7 @@ def run_dir_of(path: str | Path) -> Path | None:
 
 def upstream_runs(run_dir: Path) -> list[Path]:
     """Run directories named by the upstream parameters of ``run_dir``'s manifest (one level)."""
-    from .params import stage_class
+    from metaie_utils.core.params import stage_class
 
     man = read_json(run_dir / MANIFEST)
     try:
@@ -126,7 +130,7 @@ def meta_training_recipe(meta_model: str) -> tuple[Any, dict]:
     Falls back to TrainConfig's defaults (with the note ``"recipe": "04 defaults"``) when the checkpoint has
     no 04 run manifest (e.g. a Hub checkpoint).
     """
-    from .params import stage_config
+    from metaie_utils.core.params import stage_config
 
     d = run_dir_of(meta_model) if meta_model else None
     params = dict(read_json(d / MANIFEST).get("params", {})) if d is not None else {}
@@ -149,20 +153,15 @@ def subsample(items: Sequence[Any], n: int, seed: int) -> list[Any]:
     return [items[i] for i in idx]
 
 
-# --------------------------------------------------------------------------------------------------
-# Cached baseline checkpoints
-# --------------------------------------------------------------------------------------------------
-
-
 def _cache_dir(cfg: Any, kind: str, settings: Mapping[str, Any]) -> Path:
-    from .fewshot import config_key
+    from metaie_utils.stages.fewshot.support import config_key
 
     return resolve(cfg.out_root) / "baselines" / f"{kind}-{config_key(settings)}"
 
 
 def _train_cached(kind: str, instances: list[dict], cfg: Any, settings: dict, recipe: Any) -> Path:
     """Train ``cfg.backbone`` on ``instances`` with ``recipe`` into the cache (or reuse a finished one)."""
-    from .training import finetune
+    from metaie_utils.models import finetune
 
     out = _cache_dir(cfg, kind, settings)
     if (out / BASELINE_DONE).is_file():
@@ -177,7 +176,7 @@ def _train_cached(kind: str, instances: list[dict], cfg: Any, settings: dict, re
 
 def ner_responses_path(cfg: Any) -> Path:
     """The ``ner-v1`` responses.jsonl: ``cfg.ner_responses`` or, when empty, distilled now (cached)."""
-    from .runs import upstream_file
+    from metaie_utils.core.runs import upstream_file
 
     if cfg.ner_responses:
         return upstream_file(cfg.ner_responses, "responses.jsonl")
@@ -190,7 +189,7 @@ def distill_ner_responses(cfg: Any) -> Path:
     The sentences and the teacher (model, endpoint, sampling) come from the meta-model's 01/02 runs, so
     the only difference from MetaIE's data is the prompt. The teacher's response cache makes a rerun free.
     """
-    from . import llm
+    from metaie_utils.llm import client as llm
 
     sentences_path = find_upstream(cfg.meta_model, "sentences.jsonl") if cfg.meta_model else None
     responses_path = find_upstream(cfg.meta_model, "responses.jsonl") if cfg.meta_model else None
@@ -200,7 +199,7 @@ def distill_ner_responses(cfg: Any) -> Path:
             f"{cfg.meta_model!r}. Distill them yourself (02_distill_llm with prompt_version=ner-v1 on the same "
             f"sentences.jsonl) and set ner_responses to that run directory."
         )
-    from .params import stage_config
+    from metaie_utils.core.params import stage_config
 
     dp = dict(read_json(run_dir_of(responses_path) / MANIFEST).get("params", {}))
     dcfg = stage_config("02_distill_llm", {k: v for k, v in dp.items() if k not in ("run_name", "out_root", "overwrite")})
@@ -215,7 +214,7 @@ def distill_ner_responses(cfg: Any) -> Path:
     with teacher_client(dcfg.teacher, dcfg.base_url, dcfg.api_key_env, out / "cache.sqlite",
                         concurrency=dcfg.concurrency, n_ctx=dcfg.n_ctx, log_dir=out) as client:
         rows = llm.distill(sentences, client, "ner-v1", dcfg.n_samples, dcfg.temperature, dcfg.max_tokens, seed=dcfg.seed)
-    llm.write_jsonl(target, rows)
+    write_jsonl(target, rows)
     write_json(out / BASELINE_DONE, {"kind": "ner-responses", "sentences": str(sentences_path), "n": len(rows)})
     return target
 
@@ -223,12 +222,12 @@ def distill_ner_responses(cfg: Any) -> Path:
 def convert_like_metaie(responses: Path, meta_model: str) -> list[dict]:
     """Responses -> instances with the stage 03 settings of the meta-model's own conversion (parser, label
     normalization, negatives), but no held-out split and no subsampling (the caller matches the count)."""
-    from . import label_to_span
-    from .params import stage_config
+    from metaie_utils.core.params import stage_class, stage_config
+    from metaie_utils.llm import label_to_span
 
     inst_path = find_upstream(meta_model, "instances.json") if meta_model else None
     params = dict(read_json(run_dir_of(inst_path) / MANIFEST).get("params", {})) if inst_path else {}
-    params = {k: v for k, v in params.items() if k in label_to_span.ConvertConfig.model_fields}
+    params = {k: v for k, v in params.items() if k in stage_class("03_convert_bio").model_fields}
     params.update(input_dir=str(responses), heldout_fraction=0.0, max_instances=0, max_sentences=0,
                   label_subset="all", min_label_freq=1, run_name="", out_root="outputs", overwrite=False)
     ccfg = stage_config("03_convert_bio", params)
@@ -258,8 +257,8 @@ def ner_distilled_checkpoint(cfg: Any) -> Path:
 
 def multiie_instances(names: Iterable[str], get_dataset=None) -> list[dict]:
     """Training instances of the MultiIE sources (train split, dev when there is none), pooled."""
-    from . import tasks
-    from .fewshot import support_split
+    from metaie_utils import tasks
+    from metaie_utils.stages.fewshot.support import support_split
 
     get_dataset = get_dataset or tasks.get_dataset
     out: list[dict] = []
@@ -315,11 +314,6 @@ def multiie_checkpoint(cfg: Any) -> Path:
     return _train_cached("multiie", instances, cfg, settings, recipe)
 
 
-# --------------------------------------------------------------------------------------------------
-# LLM in-context prompting
-# --------------------------------------------------------------------------------------------------
-
-
 def demonstrations(instances: Iterable[Mapping[str, Any]]) -> list[tuple[list[str], list[tuple[str, str]]]]:
     """Authors'-format support instances -> per sentence ``(words, [(label, span text), ...])``.
 
@@ -327,7 +321,7 @@ def demonstrations(instances: Iterable[Mapping[str, Any]]) -> list[tuple[list[st
     ...                 {"words": ["Location", ":", "Tom", "runs"], "ner": ["O", "O", "O", "O"]}])
     [(['Tom', 'runs'], [('Person', 'Tom')])]
     """
-    from .fewshot import instance_sentence, instance_spans
+    from metaie_utils.stages.fewshot.support import instance_sentence, instance_spans
 
     by_sent: dict[tuple[str, ...], list[tuple[str, str]]] = defaultdict(list)
     for inst in instances:
@@ -388,7 +382,7 @@ def parse_icl_response(response: str | None, words: Sequence[str], labels: Seque
         lab = by_lower.get(typ.strip().lower())
         if lab is None:
             continue
-        from .text import word_tokenize
+        from metaie_utils.core.text import word_tokenize
 
         toks = [t.lower() for t in word_tokenize(span.strip().rstrip("."))]
         n = len(toks)
@@ -414,7 +408,7 @@ class IclExtractor:
     closer: Any = None
 
     def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]]) -> list[list[Span]]:
-        from .text import word_tokenize
+        from metaie_utils.core.text import word_tokenize
 
         words = [list(t) if not isinstance(t, str) else word_tokenize(t) for t in texts]
         per_text = labels if labels and not isinstance(labels[0], str) else [list(labels)] * len(words)
@@ -452,10 +446,10 @@ def teacher_client(teacher: str, base_url: str = "", api_key_env: str = "OPENAI_
     """An :class:`metaie_utils.llm.LLMClient` for ``teacher`` (stage 02's meaning): ``"local:<alias>"`` starts
     a local llama.cpp server for the duration of the ``with`` block; any other name is a model at
     ``base_url`` ("" = the OpenAI API)."""
-    from .llm import LLMClient
+    from metaie_utils.llm.client import LLMClient
 
     if teacher.startswith("local:"):
-        from .teacher import local_teacher
+        from metaie_utils.llm.teacher import local_teacher
 
         with local_teacher(teacher.split(":", 1)[1], parallel=concurrency, n_ctx=n_ctx, log_dir=log_dir) as t:
             yield LLMClient(t.base_url, t.model, concurrency=concurrency, cache_path=cache_path)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .cli import UserError
+from metaie_utils.core.errors import UserError
 
 
 class TeacherError(UserError):
@@ -169,7 +169,7 @@ def local_teacher(
     (:func:`usable_cores`: ``taskset``/cgroup affinity, so two pinned jobs do not fight over one core).
     """
     check_server_package()
-    from .assets import gguf_path
+    from metaie_utils.core.assets import gguf_path
 
     gguf = gguf_path(model)
     alias = model if not str(model).endswith(".gguf") else Path(model).stem

@@ -15,26 +15,42 @@ an error that names the file and the key.
 from __future__ import annotations
 
 import difflib
-import re
 import importlib
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .paths import PARAMS_DIR, resolve
+from metaie_utils.core.paths import PARAMS_DIR, resolve
 
 # Stage name -> "module:ConfigClass". A stage's notebook is notebooks/<stage>.ipynb; its parameters
 # cell holds exactly the fields of its config class (tests/test_notebooks_static.py checks it).
 STAGES: dict[str, str] = {
-    "01_sample_corpus": "metaie_utils.corpus:SampleConfig",
-    "02_distill_llm": "metaie_utils.llm:DistillConfig",
-    "03_convert_bio": "metaie_utils.label_to_span:ConvertConfig",
-    "04_train_meta_model": "metaie_utils.training:TrainConfig",
-    "05_fewshot_eval": "metaie_utils.fewshot:EvalConfig",
-    "06_ablations": "metaie_utils.ablations:AblationConfig",
+    "01_sample_corpus": "metaie_utils.stages.sample:SampleConfig",
+    "02_distill_llm": "metaie_utils.stages.distill:DistillConfig",
+    "03_convert_bio": "metaie_utils.stages.convert:ConvertConfig",
+    "04_train_meta_model": "metaie_utils.stages.train:TrainConfig",
+    "05_fewshot_eval": "metaie_utils.stages.fewshot.loop:EvalConfig",
+    "06_ablations": "metaie_utils.stages.ablations:AblationConfig",
 }
+
+
+#: The one place where a notebook's own parameters cell (what runs when the notebook is opened alone, or
+#: executed without params) differs from params/defaults.yaml, which the config classes equal
+#: (tests/test_params.py). Each entry is a smaller standalone budget; every other parameter of every
+#: notebook equals its default (tests/test_notebooks_static.py checks the values, not just the names).
+#: Upstream inputs (``input_dir``, ``meta_model``) default to committed fixtures in the config classes.
+STANDALONE: dict[str, dict[str, Any]] = {
+    "01_sample_corpus": {"max_docs": 300, "n_sentences": 20},  # seconds instead of the whole corpus
+    "02_distill_llm": {"limit": 3, "teacher": "local:smollm2-135m", "max_tokens": 48},  # the 98 MB test teacher
+    "04_train_meta_model": {"max_length": 64, "meta_batch_size": 4, "meta_grad_accum": 1, "meta_max_steps": 30,
+                            "heldout_fraction": 0.2, "eval_steps": 10, "log_steps": 5},  # the authors' 10 instances
+    "05_fewshot_eval": {"datasets": ["conll2003"]},  # one dataset, the default recipe (~2 min on CPU)
+}
+
+
 PIPELINE = ["01_sample_corpus", "02_distill_llm", "03_convert_bio", "04_train_meta_model", "05_fewshot_eval"]
 
 
@@ -54,6 +70,9 @@ class StageConfig(BaseModel):
 
     stage: ClassVar[str] = ""
     upstream: ClassVar[dict[str, str]] = {}
+    #: Keys the stage's metrics.json always holds (``Run.finish`` refuses a metrics dict without them), so
+    #: downstream readers (stage 06, the README tables) read one spelling instead of guessing.
+    metrics_keys: ClassVar[tuple[str, ...]] = ()
 
     run_name: str = ""  # "" = a timestamp; the run directory is <out_root>/<stage>/<run_name>
     out_root: str = "outputs"  # relative paths resolve from the repository root

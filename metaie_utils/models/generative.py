@@ -37,24 +37,26 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .text import word_spans, word_tokenize
+from metaie_utils.core.text import word_spans, word_tokenize
 
 ARCHITECTURE = "generative"
+
+
 TRAINING_FILE = "metaie_training.json"
+
+
 PROMPT_VERSION = "gen-v1"
+
+
 NONE_TARGET = "none"
+
+
 SEP = "; "
-
-
-# ----------------------------------------------------------------------------------------------------
-# Formatting and parsing (pure)
-# ----------------------------------------------------------------------------------------------------
 
 
 def build_prompt(sentence_words: Sequence[str], label: str) -> str:
@@ -110,31 +112,19 @@ def locate_spans(words: Sequence[str], span_texts: Iterable[str]) -> list[tuple[
     return sorted(found)
 
 
-def split_instance(inst: Mapping[str, Any]) -> tuple[list[str], str, list[tuple[int, int]]]:
+def instance_parts(inst: Mapping[str, Any]) -> tuple[list[str], str, list[tuple[int, int]]]:
     """An instance in the authors' format -> ``(sentence_words, label, word spans in the sentence)``.
 
-    The label prefix ends at the first ``":"`` word (or, when the instance carries ``label``, after
-    that label's words).
+    A view of :func:`metaie_utils.core.bio.split_instance` (the one splitter) for the generative student.
 
-    >>> split_instance({"words": ["Person", ":", "Tom", "met", "Ann"], "ner": ["O", "O", "B", "O", "B"]})
+    >>> instance_parts({"words": ["Person", ":", "Tom", "met", "Ann"], "ner": ["O", "O", "B", "O", "B"]})
     (['Tom', 'met', 'Ann'], 'Person', [(0, 1), (2, 3)])
     """
-    from .label_to_span import bio_spans
+    from metaie_utils.core.bio import bio_spans
+    from metaie_utils.core.bio import split_instance as _split
 
-    words, tags = list(inst["words"]), list(inst["ner"])
-    if len(words) != len(tags):
-        raise ValueError(f"instance {inst.get('id', '?')}: {len(words)} words but {len(tags)} tags; fix the instance file.")
-    cut = None
-    if "label" in inst and isinstance(inst["label"], str):
-        n = len(word_tokenize(inst["label"]))
-        if n < len(words) and words[n] == ":":
-            cut = n
-    if cut is None:
-        if ":" not in words:
-            raise ValueError(f"instance {inst.get('id', '?')} has no ':' separating label and sentence: {words[:12]}")
-        cut = words.index(":")
-    label = " ".join(words[:cut])
-    return words[cut + 1 :], label, bio_spans(tags[cut + 1 :])
+    label_words, words, tags = _split(inst)
+    return words, " ".join(label_words), bio_spans(tags)
 
 
 def instance_to_example(inst: Mapping[str, Any]) -> tuple[str, str]:
@@ -143,13 +133,8 @@ def instance_to_example(inst: Mapping[str, Any]) -> tuple[str, str]:
     >>> instance_to_example({"words": ["Person", ":", "Tom", "met", "Ann"], "ner": ["O", "O", "B", "O", "B"]})
     ('Sentence: Tom met Ann\\nLabel: Person\\nSpans:', ' Tom; Ann')
     """
-    words, label, spans = split_instance(inst)
+    words, label, spans = instance_parts(inst)
     return build_prompt(words, label), build_target([" ".join(words[s:e]) for s, e in spans])
-
-
-# ----------------------------------------------------------------------------------------------------
-# Recipe and model loading
-# ----------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -214,7 +199,7 @@ def _gguf_location(init: str) -> tuple[str, str] | None:
     if "/" in init or p.exists():
         return None
     try:
-        from .assets import ASSETS, gguf_path  # the offline assets module
+        from metaie_utils.core.assets import ASSETS, gguf_path
     except ImportError:
         return None
     if init not in ASSETS or ASSETS[init].kind != "gguf":
@@ -230,7 +215,12 @@ def load_backbone(init: str | os.PathLike):
     (``HuggingFaceTB/SmolLM2-135M``, ``facebook/bart-large``), a ``.gguf`` file, or an asset alias
     with a GGUF (``smollm2-135m``). GGUF weights are dequantized to float32.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
 
     init = str(init)
     gg = _gguf_location(init)
@@ -272,7 +262,7 @@ def dequantized_gguf(folder: str, name: str) -> str:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .paths import cache_dir
+    from metaie_utils.core.paths import cache_dir
 
     target = cache_dir() / "dequantized" / Path(name).stem
     if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
@@ -303,7 +293,7 @@ def _resolve_alias(init: str) -> str:
     if Path(init).expanduser().exists():
         return init
     try:
-        from .training import resolve_backbone
+        from metaie_utils.models.checkpoint import resolve_backbone
     except ImportError:
         return init
     try:
@@ -312,11 +302,6 @@ def _resolve_alias(init: str) -> str:
         if type(e).__name__ in ("AssetError", "UserError"):
             raise FileNotFoundError(str(e)) from None
         raise
-
-
-# ----------------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------------
 
 
 def encode_example(tok, prompt: str, target: str, seq2seq: bool, max_length: int) -> dict[str, list[int]]:
@@ -433,6 +418,7 @@ def train_generative(
         "global_steps": int(trainer.state.global_step),
         # the same keys as stage 04's seqlabel metaie_training.json, so its notebook plots both
         "global_step": int(trainer.state.global_step),
+        "n_params": int(sum(p.numel() for p in model.parameters())),
         "train_runtime_s": result.metrics.get("train_runtime"),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "data": {"n_train": len(rows), "n_eval": len(eval_rows)},
@@ -470,11 +456,6 @@ def _model_card(info: Mapping[str, Any]) -> str:
         "m = GenerativeIE.from_pretrained('<this folder>')\n"
         "m.extract(['Tom met Ann in Paris.'], ['Person', 'Location'])\n```\n"
     )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Extraction
-# ----------------------------------------------------------------------------------------------------
 
 
 def _words_and_offsets(text: str | Sequence[str]) -> tuple[str, list[str], list[tuple[int, int]]]:
@@ -583,7 +564,7 @@ class GenerativeIE:
         if isinstance(texts, str):
             raise TypeError("extract expects a list of texts; wrap a single text as [text].")
         per_text = _labels_per_text(labels, len(texts))
-        from .extraction import Span, resolve_conflicts
+        from metaie_utils.core.spans import Span, resolve_conflicts
 
         prepared = [_words_and_offsets(t) for t in texts]
         queries = [(i, lab) for i, labs in enumerate(per_text) if prepared[i][1] for lab in labs]

@@ -37,20 +37,21 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Sequence
 
-from .cli import UserError
-from .params import StageConfig
-
-# ----------------------------------------------------------------------------------------------------
-# Prompts
-# ----------------------------------------------------------------------------------------------------
+from metaie_utils.core.errors import UserError
+from metaie_utils.core.io import read_jsonl
 
 #: The paper's exact messages (the authors' code sends the user message FIRST, then the system one).
 PAPER_USER = "Extract some short important information from the following sentence:\n{sentence}"
+
+
 PAPER_SYSTEM = "Important information (Format: - <label>: <span>):\n"
 
+
 ONE_SHOT_SENTENCE = "Former secretary of state Hillary Clinton meets voters at a campaign rally in St. Louis on Saturday."
+
+
 #: Labels and spans of the authors' own gpt-3.5 instances for this sentence (metaie_reference/distill).
 ONE_SHOT_ANSWER = (
     "- Person: Hillary Clinton\n"
@@ -59,13 +60,19 @@ ONE_SHOT_ANSWER = (
     "- Location: St. Louis\n"
     "- Date: Saturday"
 )
+
+
 ONE_SHOT_SYSTEM = (
     "You extract short important information from a sentence. Answer only with lines of the form "
     "\"- <label>: <span>\", where <span> is copied word for word from the sentence."
 )
 
+
 NER_USER = "Extract all named entities from the following sentence:\n{sentence}"
+
+
 NER_SYSTEM = "Named entities (Format: - <entity type>: <entity>):\n"
+
 
 #: prompt version -> list of (role, template); ``{sentence}`` is filled in. Never edit a version in
 #: place (cached responses are keyed by it): add a new version instead.
@@ -79,6 +86,7 @@ PROMPTS: dict[str, list[tuple[str, str]]] = {
     ],
     "ner-v1": [("user", NER_USER), ("system", NER_SYSTEM)],
 }
+
 
 #: A line the label-to-span stage can parse (the authors' regex ``- (.*)?: (.*)?``).
 LABEL_LINE = re.compile(r"^\s*- (.+?): (.+)$", re.MULTILINE)
@@ -102,11 +110,6 @@ def count_label_lines(response: str | None) -> int:
     2
     """
     return len(LABEL_LINE.findall(response or ""))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Cache
-# ----------------------------------------------------------------------------------------------------
 
 
 def cache_key(model: str, prompt_version: str, messages: Sequence[dict], temperature: float, max_tokens: int,
@@ -172,11 +175,6 @@ class ResponseCache:
             self.conn.close()
 
 
-# ----------------------------------------------------------------------------------------------------
-# Client
-# ----------------------------------------------------------------------------------------------------
-
-
 class FatalLLMError(UserError):
     """The endpoint refused in a way retrying cannot fix (bad key, unknown model, bad request, down)."""
 
@@ -212,7 +210,11 @@ class ClientStats:
 
 
 RETRYABLE_STATUS = {408, 409, 429}
+
+
 MAX_RETRY_AFTER_S = 300.0
+
+
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "[::1]")
 
 
@@ -509,35 +511,6 @@ def _fatal_message(status: int, url: str, model: str, key_env: str, e: Exception
     return f"LLM endpoint {url} answered HTTP {status} for model {model!r}: {hint}. Server said: {body}"
 
 
-# ----------------------------------------------------------------------------------------------------
-# Distillation
-# ----------------------------------------------------------------------------------------------------
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Rows of a JSON-lines file (blank lines skipped), with the line number in errors."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{n} is not valid JSON ({e.msg}). Fix or delete that line.") from None
-    return rows
-
-
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
-    """Write rows atomically (tmp file + rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
-
-
 def distill(
     sentences: Sequence[dict],
     client: LLMClient,
@@ -611,89 +584,12 @@ def response_stats(rows: Sequence[dict]) -> dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------------
-# Stage config and CLI
-# ----------------------------------------------------------------------------------------------------
-
-
-class DistillConfig(StageConfig):
-    """Parameters of ``notebooks/02_distill_llm``."""
-
-    stage: ClassVar[str] = "02_distill_llm"
-    upstream: ClassVar[dict[str, str]] = {"input_dir": "01_sample_corpus"}
-
-    input_dir: str = "tests/fixtures/distill/sentences.jsonl"  # 01's run directory or a sentences.jsonl
-    limit: int = 0  # 0 = every sentence; N = the first N sentences
-    teacher: str = "local:smollm2-135m"  # local:<alias|path.gguf> starts a llama.cpp server; else the model name at base_url
-    base_url: str = ""  # remote teachers only: "" = the OpenAI API; e.g. http://localhost:8000/v1 (vLLM, Ollama)
-    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key (remote teachers)
-    prompt_version: str = "metaie-1shot-v1"  # metaie-v1 (paper) | metaie-1shot-v1 (small teachers) | ner-v1
-    n_samples: int = 1  # responses per sentence (sample_index 0..n-1)
-    temperature: float = 1.0  # the paper: 1.0
-    max_tokens: int = 96  # cap on response tokens
-    concurrency: int = 1  # requests in flight
-    teacher_parallel: int = 1  # local server slots (llama.cpp --parallel where supported)
-    n_ctx: int = 2048  # local server context size (tokens)
-    max_retries: int = 6  # retries per request on 429/5xx/timeouts/dropped connections
-    request_timeout: float = 600.0  # seconds per request (a timed-out request is re-sent: keep it above the slowest answer)
-    price_per_1k_input: float = 0.0  # USD per 1k prompt tokens (0 for local teachers)
-    price_per_1k_output: float = 0.0  # USD per 1k completion tokens
-
-
 def load_sentences(path: str | Path, limit: int = 0) -> list[dict]:
     """``sentences.jsonl`` rows from a run directory or the file itself (first ``limit`` if > 0)."""
-    from .runs import upstream_file
+    from metaie_utils.core.runs import upstream_file
 
     f = upstream_file(path, "sentences.jsonl")
     rows = read_jsonl(f)
     if not rows:
         raise UserError(f"{f} holds no sentences: nothing to distill. Re-run 01_sample_corpus (check its filter counts).")
     return rows[:limit] if limit and limit > 0 else rows
-
-
-def _cmd_distill(args) -> int:
-    from .teacher import teacher_endpoint
-
-    sentences = load_sentences(args.input, args.limit)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    prices = {"price_per_1k_input": args.price_per_1k_input, "price_per_1k_output": args.price_per_1k_output}
-
-    def go(base_url: str | None, model: str) -> int:
-        client = LLMClient(base_url, model, api_key_env=args.api_key_env, concurrency=args.concurrency,
-                           max_retries=args.max_retries, timeout=args.timeout, cache_path=out / "cache.sqlite",
-                           prices=prices, backoff_base=args.backoff_base)
-        rows = distill(sentences, client, args.prompt_version, args.n_samples, args.temperature, args.max_tokens,
-                       seed=args.seed, progress=not args.quiet)
-        write_jsonl(out / "responses.jsonl", rows)
-        summary = {**client.summary(), **response_stats(rows)}
-        (out / "distill_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(json.dumps(summary))
-        return 0
-
-    with teacher_endpoint(args.model, args.base_url, parallel=args.concurrency, log_dir=out) as t:
-        return go(t.base_url, t.model)
-
-
-def register_cli(sub) -> None:
-    p = sub.add_parser("distill", help="ask a teacher LLM for important information on each sentence (stage 02)")
-    d = DistillConfig()
-    p.add_argument("--input", required=True, help="sentences.jsonl or 01's run directory")
-    p.add_argument("--output", required=True, help="output directory (responses.jsonl, cache.sqlite)")
-    p.add_argument("--base-url", default="", help="OpenAI-compatible base URL ending in /v1; empty = OpenAI API")
-    p.add_argument("--model", required=True, help="model name at the endpoint, or local:<alias|path.gguf>")
-    p.add_argument("--api-key-env", default=d.api_key_env)
-    p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--prompt-version", default="metaie-v1", choices=sorted(PROMPTS))
-    p.add_argument("--n-samples", type=int, default=1)
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--max-tokens", type=int, default=d.max_tokens)
-    p.add_argument("--max-retries", type=int, default=d.max_retries)
-    p.add_argument("--timeout", type=float, default=d.request_timeout)
-    p.add_argument("--backoff-base", type=float, default=0.5, help="seconds; first retry waits up to this")
-    p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--price-per-1k-input", type=float, default=0.0)
-    p.add_argument("--price-per-1k-output", type=float, default=0.0)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_distill)

@@ -41,8 +41,6 @@ compared in a normalized form (`` and '' match ").
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import random
 import re
@@ -50,16 +48,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from pydantic import field_validator
+from metaie_utils.core.bio import bio_spans, split_instance, to_instance
 
-from .params import StageConfig
-from .paths import resolve
-from .text import word_spans
-from .text import word_tokenize as _word_tokenize
-
-TAGS = ["O", "B", "I"]
+RESPONSES_FILE = "responses.jsonl"
+DEFAULT_FIXTURE = "tests/fixtures/convert/responses.jsonl"
+from metaie_utils.core.paths import resolve
+from metaie_utils.core.text import word_spans
+from metaie_utils.core.text import word_tokenize as _word_tokenize
 
 
 @lru_cache(maxsize=1 << 17)
@@ -70,11 +67,7 @@ def _tokenize_cached(text: str) -> tuple[str, ...]:
 def word_tokenize(text: str) -> list[str]:
     """:func:`metaie_utils.text.word_tokenize` with a cache (labels, answers and resampled sentences repeat)."""
     return list(_tokenize_cached(text))
-RESPONSES_FILE = "responses.jsonl"
-INSTANCES_FILE = "instances.json"
-HELDOUT_FILE = "heldout.json"
-LABEL_STATS_FILE = "label_stats.csv"
-DEFAULT_FIXTURE = "tests/fixtures/convert/responses.jsonl"
+
 
 # Label names kept by ``label_subset="ner_types"`` (compared after lower-casing): the coarse entity
 # types of CoNLL2003 / OntoNotes / WNUT written as an LLM names them. The NER-type arm of the
@@ -87,91 +80,9 @@ NER_TYPE_LABELS: tuple[str, ...] = (
     "miscellaneous", "other entity", "entity",
 )
 
+
 # Answers that mean "nothing" (robust mode ignores them instead of counting them as not found).
 _EMPTY_ANSWERS = {"", "n/a", "na", "none", "null", "nil", "unknown", "not mentioned", "not specified", "-", "<span>"}
-
-
-# ----------------------------------------------------------------------------------------------
-# Config
-
-
-class ConvertConfig(StageConfig):
-    """Stage 03 parameters (flat; see params/defaults.yaml for the allowed values)."""
-
-    stage: ClassVar[str] = "03_convert_bio"
-    upstream: ClassVar[dict[str, str]] = {"input_dir": "02_distill_llm"}
-
-    input_dir: str = DEFAULT_FIXTURE  # 02's run directory or a responses.jsonl
-    parse_mode: Literal["reference", "robust"] = "robust"  # authors' parser or the robust one
-    label_normalization: Literal["none", "clean", "lower"] = "clean"  # none | clean (markdown, quotes, spaces) | lower (clean + lowercase)
-    min_label_freq: int = 1  # >= 0: drop labels with fewer instances (0 or 1 = keep all)
-    max_labels_per_sentence: int = 0  # keep the first N labels of each sentence (0 = all)
-    negatives: bool = False  # True: a label whose spans were all not found becomes an all-O instance
-    heldout_fraction: float = 0.05  # [0, 0.5]: share of sentences held out (heldout.json) for span F1; 0 = none
-    label_subset: Literal["all", "top_k", "ner_types"] = "all"  # label-distribution ablation
-    label_top_k: int = 100  # with label_subset="top_k": keep the K most frequent labels
-    max_instances: int = 0  # 0 = all; else a seeded subsample of this many instances
-    max_sentences: int = 0  # 0 = all; else a seeded subsample of this many source sentences
-
-    @field_validator("heldout_fraction")
-    @classmethod
-    def _fraction(cls, v: float) -> float:
-        if not 0.0 <= v <= 0.5:
-            raise ValueError(f"heldout_fraction must be in [0, 0.5] (as in stage 04), got {v}; use e.g. 0.05")
-        return v
-
-    @field_validator("min_label_freq", "max_labels_per_sentence", "label_top_k", "max_instances", "max_sentences")
-    @classmethod
-    def _non_negative(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError(f"must be >= 0 (0 = no limit), got {v}")
-        return v
-
-
-# ----------------------------------------------------------------------------------------------
-# BIO <-> spans
-
-
-def bio_spans(tags: list[str]) -> list[tuple[int, int]]:
-    """Half-open word spans of B(I*) runs; an ``I`` after ``O`` (or at the start) starts a span.
-
-    >>> bio_spans(["O", "B", "I", "O", "I", "B"])
-    [(1, 3), (4, 5), (5, 6)]
-    """
-    spans: list[tuple[int, int]] = []
-    start = None
-    for i, t in enumerate(tags):
-        t = t[:1] if t else "O"
-        if t == "B" or (t == "I" and start is None):
-            if start is not None:
-                spans.append((start, i))
-            start = i
-        elif t == "O":
-            if start is not None:
-                spans.append((start, i))
-            start = None
-    if start is not None:
-        spans.append((start, len(tags)))
-    return spans
-
-
-def to_bio(n_words: int, spans: Iterable[tuple[int, int]]) -> list[str]:
-    """Untyped BIO tags of ``n_words`` words from half-open, non-overlapping word spans.
-
-    Adjacent spans stay apart (``B B``). Raises ``ValueError`` on an out-of-range or overlapping span.
-
-    >>> to_bio(5, [(1, 3), (3, 4)])
-    ['O', 'B', 'I', 'B', 'O']
-    """
-    tags = ["O"] * n_words
-    for s, e in sorted(spans):
-        if not 0 <= s < e <= n_words:
-            raise ValueError(f"span {(s, e)} is outside 0..{n_words} words (or empty)")
-        if any(t != "O" for t in tags[s:e]):
-            raise ValueError(f"span {(s, e)} overlaps another span; resolve overlaps first (resolve_overlaps)")
-        tags[s] = "B"
-        tags[s + 1 : e] = ["I"] * (e - s - 1)
-    return tags
 
 
 def resolve_overlaps(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -237,58 +148,6 @@ def decode(
     return out
 
 
-# ----------------------------------------------------------------------------------------------
-# Instances (the authors' format)
-
-
-def to_instance(label: str | Sequence[str], sentence_words: Sequence[str], spans: Iterable[tuple[int, int]], /,
-                **extra: Any) -> dict[str, Any]:
-    """One instance ``{"words": label_words + [":"] + sentence_words, "ner": O-prefix + bio, **extra}``.
-
-    ``label`` is a string (word-tokenized) or its words; ``spans`` are half-open word spans of the sentence.
-
-    >>> to_instance("Date", ["on", "Saturday", "."], [(1, 2)])
-    {'words': ['Date', ':', 'on', 'Saturday', '.'], 'ner': ['O', 'O', 'O', 'B', 'O']}
-    """
-    lw = word_tokenize(label) if isinstance(label, str) else list(label)
-    return {"words": lw + [":"] + list(sentence_words),
-            "ner": ["O"] * (len(lw) + 1) + to_bio(len(sentence_words), spans), **extra}
-
-
-def split_instance(inst: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
-    """``(label_words, sentence_words, sentence_tags)`` of an instance, split at its first ``":"`` word.
-
-    >>> split_instance({"words": ["Person", ":", "Tom", "ran"], "ner": ["O", "O", "B", "O"]})
-    (['Person'], ['Tom', 'ran'], ['B', 'O'])
-    """
-    words, ner = list(inst["words"]), list(inst["ner"])
-    if len(words) != len(ner):
-        raise ValueError(f"instance has {len(words)} words but {len(ner)} tags: {words[:8]}...")
-    if ":" not in words:
-        raise ValueError(f"instance has no ':' separating label and sentence: {words[:8]}...")
-    i = words.index(":")
-    return words[:i], words[i + 1 :], ner[i + 1 :]
-
-
-def load_instances(path: str | Path) -> list[dict[str, Any]]:
-    """Instances from a JSON list (``instances.json``, ``distill/metaie.json``) or JSON Lines (the authors' datasets).
-
-    >>> len(load_instances(data_file("metaie_reference", "distill", "metaie.json")))  # doctest: +SKIP
-    10
-    """
-    p = resolve(path)
-    text = p.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        data = json.loads(text)
-    else:
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
-    for i, d in enumerate(data):
-        if not isinstance(d, dict) or "words" not in d or "ner" not in d:
-            raise ValueError(f"{p}: record {i} is not an instance with 'words' and 'ner': {str(d)[:120]}")
-    return data
-
-
 def to_hf_dataset(instances: Sequence[Mapping[str, Any]]):
     """Instances -> ``datasets.Dataset`` with columns ``words``, ``ner`` (string lists), ``id``, ``label``.
 
@@ -311,10 +170,6 @@ def to_hf_dataset(instances: Sequence[Mapping[str, Any]]):
     return datasets.Dataset.from_dict(cols, features=features)
 
 
-# ----------------------------------------------------------------------------------------------
-# Matching
-
-
 def _norm_token(t: str) -> str:
     return '"' if t in ("``", "''", "\u201c", "\u201d") else t
 
@@ -334,9 +189,6 @@ def find_token_spans(sentence_words: Sequence[str], answer_words: Sequence[str],
     aw = [f(t) for t in answer_words]
     return [(i, i + n) for i in range(len(sw) - n + 1) if sw[i : i + n] == aw]
 
-
-# ----------------------------------------------------------------------------------------------
-# Reference parser (the authors' behaviour)
 
 _REF_LINE = re.compile("- (.*)?: (.*)?")
 
@@ -396,17 +248,30 @@ def responses_from_instances(instances: Sequence[Mapping[str, Any]]) -> list[tup
     return [(list(sw), format_response(lines)) for sw, lines in by_sentence.items()]
 
 
-# ----------------------------------------------------------------------------------------------
-# Robust parser
-
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u00b7\u2023\u25aa\u25cf\u2013\u2014>]+|\(?\d{1,3}[.)]|\(\d{1,3}\))\s*")
+
+
 _COLON = re.compile(r"\s*[:\uff1a](?:\s+|$)")
+
+
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb"
+
+
 _CLOSING = {"(": ")", "[": "]", "{": "}", "<": ">"}
+
+
 _PAREN = re.compile(r"\s*[\(\[][^()\[\]]*[\)\]]\s*$")
+
+
 _LIST_SPLIT = re.compile(r"\s*[,;]\s+")  # an answer with one of these is read as a list first
+
+
 _LIST_ITEMS = re.compile(r"\s*[,;]\s+(?:and\s+|or\s+)?|\s+(?:and|or)\s+")  # "A, B and C" -> A | B | C
+
+
 _SPLIT = re.compile(r"\s*;\s*|\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|&)\s+|\s+/\s+")
+
+
 _TRAIL_PUNCT = ".,;:!?"
 
 
@@ -580,10 +445,6 @@ def parse_robust(sentence_words: Sequence[str], response: str, label_normalizati
     return list(merged.values())
 
 
-# ----------------------------------------------------------------------------------------------
-# Responses -> instances (the whole stage)
-
-
 def read_responses(path: str | Path, stats: Counter | None = None) -> Iterator[dict[str, Any]]:
     """Rows of a ``responses.jsonl`` (a run directory or the file). Lines that are not UTF-8 or not a JSON
     object with a string ``text`` are skipped and counted in ``stats["skipped_<reason>"]``."""
@@ -647,7 +508,7 @@ class ConvertResult:
         return self.instances
 
 
-def instances_from_response(row: Mapping[str, Any], cfg: ConvertConfig, stats: Counter) -> list[dict[str, Any]]:
+def instances_from_response(row: Mapping[str, Any], cfg: Any, stats: Counter) -> list[dict[str, Any]]:
     """One response row -> its instances (with ``id``, ``label`` and ``sentence_id`` keys), counting reasons."""
     text, response = row["text"], row.get("response")
     if response is None:
@@ -706,7 +567,7 @@ def instances_from_response(row: Mapping[str, Any], cfg: ConvertConfig, stats: C
     return kept
 
 
-def convert_responses(rows: Iterable[Mapping[str, Any]], cfg: ConvertConfig, stats: Counter | None = None,
+def convert_responses(rows: Iterable[Mapping[str, Any]], cfg: Any, stats: Counter | None = None,
                       progress: bool = True) -> ConvertResult:
     """Responses -> :class:`ConvertResult` following every option of ``cfg`` (see ConvertConfig).
 
@@ -829,80 +690,3 @@ def summarize(stats: Mapping[str, int], instances: Sequence, train: Sequence, he
         if k.startswith(("skipped_", "dropped_", "duplicate_", "labels_without", "negative_", "spans_dropped")):
             m[k] = v
     return m
-
-
-def write_outputs(result: ConvertResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``instances.json``, ``heldout.json`` and ``label_stats.csv`` atomically into ``out_dir``."""
-    from .runs import write_json
-
-    d = resolve(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    paths = {"instances": d / INSTANCES_FILE, "heldout": d / HELDOUT_FILE, "label_stats": d / LABEL_STATS_FILE}
-    for key in ("instances", "heldout"):
-        tmp = paths[key].with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(getattr(result, key), ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(paths[key])
-    tmp = paths["label_stats"].with_suffix(".csv.tmp")
-    cols = ["label", "rank", "instances", "sentences", "spans", "label_words", "length_category"]
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        w.writerows(result.label_stats)
-    tmp.replace(paths["label_stats"])
-    write_json(d / "span_lengths.json", result.span_lengths)
-    return paths
-
-
-def convert(cfg: ConvertConfig, out_dir: str | Path, progress: bool = True) -> ConvertResult:
-    """Read ``cfg.input_dir``, convert, and write the stage's files into ``out_dir`` (not metrics.json)."""
-    stats: Counter = Counter()
-    rows = list(read_responses(cfg.input_dir, stats))
-    result = convert_responses(rows, cfg, stats, progress=progress)
-    write_outputs(result, out_dir)
-    return result
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-
-def _cmd_convert(args: argparse.Namespace) -> int:
-    from .cli import UserError
-    from .params import load_params, stage_config
-    from .runs import write_json
-
-    overrides = {}
-    for pair in args.set or []:
-        from .params import parse_set
-
-        overrides.update(parse_set([pair]))
-    overrides["input_dir"] = str(Path(args.input).expanduser().resolve())  # relative to the caller's cwd
-    if args.parse_mode:
-        overrides["parse_mode"] = args.parse_mode
-    params = load_params(args.params or [], overrides)
-    cfg = stage_config("03_convert_bio", params)
-    out = Path(args.output).expanduser().resolve()
-    if (out / INSTANCES_FILE).exists() and not args.overwrite:
-        raise UserError(f"{out / INSTANCES_FILE} already exists; pass --overwrite or choose another --output.")
-    result = convert(cfg, out, progress=not args.quiet)
-    write_json(out / "metrics.json", result.metrics)
-    print(json.dumps({k: result.metrics[k] for k in ("sentences", "instances", "train_instances",
-                                                     "heldout_instances", "distinct_labels", "match_rate_verbatim")}))
-    print(f"wrote {out / INSTANCES_FILE}, {out / HELDOUT_FILE}, {out / LABEL_STATS_FILE}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """``convert --input DIR --output DIR``: teacher responses -> BIO instances (stage 03 without a notebook)."""
-    p = subparsers.add_parser(
-        "convert", help="teacher responses (responses.jsonl) -> BIO instances.json/heldout.json/label_stats.csv",
-        description="Parse LLM responses into MetaIE BIO instances (the authors' JSON format).",
-    )
-    p.add_argument("--input", required=True, help="stage 02 run directory or a responses.jsonl file")
-    p.add_argument("--output", required=True, help="output directory (created)")
-    p.add_argument("--parse-mode", choices=["reference", "robust"], default=None, help="default: from params")
-    p.add_argument("--params", action="append", help="params files layered over params/defaults.yaml")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_convert)

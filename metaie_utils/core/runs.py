@@ -26,12 +26,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-from .device import pick_device, seed_everything
-from .params import StageConfig
-from .paths import REPO_ROOT, resolve
+from metaie_utils.core.device import pick_device, seed_everything
+from metaie_utils.core.params import StageConfig
+from metaie_utils.core.paths import REPO_ROOT, resolve
 
 MANIFEST = "manifest.json"
+
+
 METRICS = "metrics.json"
+
+
 PACKAGES = ["torch", "transformers", "datasets", "openai", "papermill", "nltk", "numpy", "pydantic", "llama_cpp_python"]
 
 
@@ -125,6 +129,10 @@ class Run:
         """Write ``metrics.json`` (the run counts as finished from here) and close the manifest."""
         end = now()
         m = dict(metrics or {})
+        missing = [k for k in getattr(self.cfg, "metrics_keys", ()) if k not in m]
+        if missing:
+            raise ValueError(f"{self.stage}: metrics.json must hold {list(self.cfg.metrics_keys)}; missing {missing}. "
+                             f"The stage's notebook computes them in its last cell.")
         write_json(self.dir / METRICS, m)
         self.update_manifest(status="finished", end_time=end)
         return self.dir / METRICS

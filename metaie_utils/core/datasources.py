@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import DATA_ENV, data_dir
+from metaie_utils.core.paths import DATA_ENV, data_dir
 
 ARCHIVE_URL = "https://github.com/{repo}/archive/{commit}.tar.gz"
 

@@ -17,13 +17,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # metaie_utils/ (this file is metaie_utils/core/paths.py)
+
+
 REPO_ROOT = PACKAGE_ROOT.parent
+
+
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
 PARAMS_DIR = REPO_ROOT / "params"
+
+
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 
+
 DATA_ENV = "METAIE_DATA_DIR"
+
+
 CACHE_ENV = "METAIE_CACHE_DIR"
 
 

@@ -38,76 +38,21 @@ Inputs and the results of edge cases:
 
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import UserError
+from metaie_utils.core.bio import label_words
+from metaie_utils.core.errors import UserError
+from metaie_utils.core.spans import (
+    CONFLICT_MODES,
+    Span,
+    _Doc,
+    resolve_conflicts,
+    to_doc,
+)
 
-CONFLICT_MODES = ("confidence", "all")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass
-class Span:
-    """One extracted span. ``start``/``end``: character offsets (half-open) into the text (for word-list
-    input, into ``" ".join(words)``); ``word_start``/``word_end``: word offsets (half-open)."""
-
-    label: str
-    text: str
-    start: int
-    end: int
-    score: float
-    word_start: int
-    word_end: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class _Doc:
-    words: list[str]
-    offsets: list[tuple[int, int]]
-    text: str
-
-
-def to_doc(text: str | Sequence[str]) -> _Doc:
-    """A string or a word list -> words with character offsets.
-
-    >>> d = to_doc(["New", "York", "!"]); (d.text, d.offsets)
-    ('New York !', [(0, 3), (4, 8), (9, 10)])
-    >>> to_doc("Tom's cat").words
-    ['Tom', "'s", 'cat']
-    """
-    from .text import word_spans
-
-    if isinstance(text, str):
-        ws = word_spans(text)
-        return _Doc([w for w, _, _ in ws], [(s, e) for _, s, e in ws], text)
-    if not all(isinstance(w, str) for w in text):
-        raise TypeError(f"A pre-tokenized text must be a list of strings, got {list(text)[:5]!r}.")
-    words = [w for w in text]
-    offsets, pos = [], 0
-    for w in words:
-        offsets.append((pos, pos + len(w)))
-        pos += len(w) + 1
-    return _Doc(words, offsets, " ".join(words))
-
-
-def label_words(label: str) -> list[str]:
-    """The word prefix of a label query, tokenized as the training data (``"Other entity"`` -> 2 words).
-
-    >>> label_words("Tom births in")
-    ['Tom', 'births', 'in']
-    """
-    from .text import word_tokenize
-
-    if not isinstance(label, str) or not label.strip():
-        raise ValueError(f"Label {label!r} is empty: every label must be a non-blank string such as 'Person'.")
-    return word_tokenize(label)
+DECODES = ("default", "authors")
 
 
 def chunk_words(costs: Sequence[int], budget: int, stride: int) -> list[tuple[int, int]]:
@@ -159,7 +104,7 @@ def spans_from_tags(tags: Sequence[str], probs: Sequence[float], doc: _Doc, labe
     >>> [(s.text, s.score) for s in spans_from_tags(["B", "O", "B", "I"], [0.9, 1.0, 0.8, 0.6], d, "Person")]
     [('Tom', 0.9), ('Ann Lee', 0.7)]
     """
-    from .label_to_span import bio_spans
+    from metaie_utils.core.bio import bio_spans
 
     out = []
     for ws, we in bio_spans(list(tags)):
@@ -169,31 +114,12 @@ def spans_from_tags(tags: Sequence[str], probs: Sequence[float], doc: _Doc, labe
     return out
 
 
-def resolve_conflicts(spans: Sequence[Span], conflict: str = "confidence") -> list[Span]:
-    """Keep, for each word span predicted under several labels, the most confident label (or all).
-
-    >>> a = Span("Person", "Paris", 0, 5, 0.6, 0, 1); b = Span("Location", "Paris", 0, 5, 0.9, 0, 1)
-    >>> [s.label for s in resolve_conflicts([a, b])]
-    ['Location']
-    """
-    if conflict not in CONFLICT_MODES:
-        raise ValueError(f"conflict={conflict!r}: use one of {CONFLICT_MODES}.")
-    if conflict == "all":
-        return sorted(spans, key=lambda s: (s.word_start, s.word_end, -s.score, s.label))
-    best: dict[tuple[int, int], Span] = {}
-    for s in spans:
-        k = (s.word_start, s.word_end)
-        if k not in best or s.score > best[k].score:
-            best[k] = s
-    return sorted(best.values(), key=lambda s: (s.word_start, s.word_end))
-
-
 class MetaIE:
     """A MetaIE tagger ready to extract. Build it with :meth:`from_pretrained`."""
 
     def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int = 32, max_length: int | None = None,
                  stride: int = 32, progress: bool = False, precision: str = "auto"):
-        from .device import pick_precision
+        from metaie_utils.core.device import pick_precision
 
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: use an int >= 1.")
@@ -204,10 +130,9 @@ class MetaIE:
         self.tokenizer = tokenizer
         self.device = device
         self.batch_size = batch_size
-        limit = min(512, int(getattr(tokenizer, "model_max_length", 512) or 512))
-        pos = getattr(model.config, "max_position_embeddings", None)
-        if pos:
-            limit = min(limit, int(pos) - (2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0))
+        from metaie_utils.models.checkpoint import model_window
+
+        limit = model_window(tokenizer, model.config)
         self.max_length = min(max_length or limit, limit)
         self.stride = stride
         self.progress = progress
@@ -221,10 +146,10 @@ class MetaIE:
                         max_length: int | None = None, stride: int = 32, progress: bool = False,
                         precision: str = "auto") -> "MetaIE":
         """Load a checkpoint folder (or an assets alias / Hub name) that is a 3-tag token classifier."""
-        from transformers import AutoConfig, AutoModelForTokenClassification
+        from transformers import AutoConfig
 
-        from .device import pick_device
-        from .training import load_tokenizer, resolve_backbone
+        from metaie_utils.core.device import pick_device
+        from metaie_utils.models.checkpoint import load_tokenizer, resolve_backbone
 
         path = resolve_backbone(str(path_or_name))
         try:
@@ -232,14 +157,20 @@ class MetaIE:
         except (OSError, ValueError) as e:
             raise UserError(f"Cannot load a model config from {path_or_name!r} ({e}). Pass a folder written by "
                             f"`python -m metaie_utils train` (it holds config.json) or a Hub name.") from None
+        from metaie_utils.models.labels import (
+            checkpoint_label_order,
+            is_token_classifier,
+            load_token_classifier,
+        )
+
         archs = cfg.architectures or []
-        tags = {str(v).upper() for v in (cfg.id2label or {}).values()}
-        if not any(a.endswith("ForTokenClassification") for a in archs) or tags != {"O", "B", "I"}:
+        if not is_token_classifier(cfg) or checkpoint_label_order(cfg, path) is None:
+            tags = sorted(str(v) for v in (cfg.id2label or {}).values())
             raise UserError(
-                f"{path_or_name!r} is not a MetaIE tagger (architectures {archs}, labels {sorted(tags)}); it needs "
+                f"{path_or_name!r} is not a MetaIE tagger (architectures {archs}, labels {tags}); it needs "
                 f"a token-classification head with the tags O/B/I. Train one first: python -m metaie_utils train "
                 f"--input INSTANCES --output DIR --backbone {path_or_name}.")
-        model = AutoModelForTokenClassification.from_pretrained(path)
+        model = load_token_classifier(path)  # head rows mapped to O/B/I by label name
         return cls(model, load_tokenizer(path), pick_device(device), batch_size, max_length, stride, progress, precision)
 
     # ------------------------------------------------------------------ internals
@@ -271,8 +202,9 @@ class MetaIE:
             j += 1
         return out
 
-    def _predict(self, inputs: list[list[str]], n_prefix: list[int]) -> list[tuple[list[str], list[float]]]:
-        """Tags and max-probabilities of the sentence words of each ``label : words`` input, batched."""
+    def _predict(self, inputs: list[list[str]], n_prefix: list[int], raw: bool = False) -> list[tuple]:
+        """Tags and max-probabilities of the sentence words of each ``label : words`` input, batched; with
+        ``raw``, also every sub-token's logits and the encoding's word ids (for the authors' decode)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -285,8 +217,10 @@ class MetaIE:
             batch = self.tokenizer.pad([feats[i] for i in b], return_tensors="pt")
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with torch.inference_mode(), self._autocast():
-                probs = self.model(**batch).logits.float().softmax(-1)
+                logits = self.model(**batch).logits.float()
+            probs = logits.softmax(-1)
             pmax, arg = probs.max(-1)
+            lrows = logits.cpu().tolist() if raw else None
             pmax, arg = pmax.cpu().tolist(), arg.cpu().tolist()
             for row, i in enumerate(b):
                 n_words = len(inputs[i]) - n_prefix[i]
@@ -297,13 +231,22 @@ class MetaIE:
                         tags[wid - n_prefix[i]] = self._tags.get(arg[row][pos], "O")
                         ps[wid - n_prefix[i]] = pmax[row][pos]
                     prev = wid
-                results[i] = (tags, ps)
+                if raw:
+                    wids = enc.word_ids(i)
+                    results[i] = (tags, ps, lrows[row][:len(wids)], wids)
+                else:
+                    results[i] = (tags, ps)
         return results
 
     # ------------------------------------------------------------------ API
     def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]],
-                conflict: str = "confidence") -> list[list[Span]]:
+                conflict: str = "confidence", decode: str = "default") -> list[list[Span]]:
         """Spans of every label in every text: ``texts[i]`` -> ``list[Span]`` sorted by position.
+
+        ``decode``: ``"default"`` (each word's first sub-token decides its tag, a span starts at B or at an
+        I after O, confidence = mean max probability) or ``"authors"`` (exactly the authors' inference.py:
+        every sub-token decoded, a span starts at B only, confidence = mean max logit; see
+        :mod:`metaie_utils.models.authors_decode` for why the default differs).
 
         ``labels``: one list for all texts (``["Person", "Location"]``) or one list per text
         (``[["Person"], ["Argument for Trigger \\"loves\\""]]``). See the module docstring for edge cases.
@@ -312,6 +255,8 @@ class MetaIE:
             raise TypeError("texts must be a list of strings or of word lists; wrap a single text as [text].")
         if conflict not in CONFLICT_MODES:
             raise ValueError(f"conflict={conflict!r}: use one of {CONFLICT_MODES}.")
+        if decode not in DECODES:
+            raise ValueError(f"decode={decode!r}: use one of {DECODES}.")
         if isinstance(labels, str):
             raise TypeError(f"labels must be a list, got the string {labels!r}; write [{labels!r}].")
         per_text = len(labels) > 0 and all(not isinstance(x, str) for x in labels)
@@ -344,7 +289,8 @@ class MetaIE:
                     inputs.append(lwords[lab] + doc.words[s:e])
                     n_prefix.append(len(lwords[lab]))
                     keys.append((ti, lab, ci))
-        preds = self._predict(inputs, n_prefix) if inputs else []
+        authors = decode == "authors"
+        preds = self._predict(inputs, n_prefix, raw=authors) if inputs else []
         by_key = dict(zip(keys, preds))
 
         out: list[list[Span]] = []
@@ -354,6 +300,15 @@ class MetaIE:
                 if (ti, lab) not in plan:
                     continue
                 chunks = plan[(ti, lab)]
+                if authors:
+                    from metaie_utils.models.authors_decode import authors_spans
+
+                    order = [self._tags.get(k, "O") for k in range(len(self._tags))]
+                    for ci, ((s, _e), (lo, hi)) in enumerate(zip(chunks, merge_chunks(chunks, len(doc.words)))):
+                        _t, _p, lg, wids = by_key[(ti, lab, ci)]
+                        spans.extend(sp for sp in authors_spans(lg, wids, len(lwords[lab]), doc, lab, word_offset=s,
+                                                                tag_order=order) if lo <= sp.word_start < hi)
+                    continue
                 tags, probs = ["O"] * len(doc.words), [1.0] * len(doc.words)
                 for ci, ((s, _e), (lo, hi)) in enumerate(zip(chunks, merge_chunks(chunks, len(doc.words)))):
                     t, p = by_key[(ti, lab, ci)]
@@ -362,52 +317,3 @@ class MetaIE:
                 spans.extend(spans_from_tags(tags, probs, doc, lab))
             out.append(resolve_conflicts(spans, conflict))
         return out
-
-
-def load_extractor(path: str | Path, device: str = "auto", batch_size: int = 32, precision: str = "auto"):
-    """:class:`MetaIE` for a seqlabel checkpoint; ``generative.GenerativeIE`` when the checkpoint's
-    ``metaie_training.json`` says ``architecture: generative``."""
-    from .training import read_training_info
-
-    info = read_training_info(path) if Path(path).is_dir() else {}
-    if info.get("architecture") == "generative":
-        from .generative import GenerativeIE
-
-        return GenerativeIE.from_pretrained(path)
-    return MetaIE.from_pretrained(path, device=device, batch_size=batch_size, precision=precision)
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-def _cmd_extract(args) -> int:
-    labels = [x.strip() for x in args.labels.split(",") if x.strip()]
-    if not labels:
-        raise UserError(f"--labels {args.labels!r} names no label; pass e.g. --labels 'Person,Location'.")
-    src = open(args.input, encoding="utf-8") if args.input else sys.stdin
-    with src:
-        lines = [line.rstrip("\n") for line in src]
-    ie = load_extractor(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
-    res = ie.extract(lines, labels, conflict=args.conflict) if isinstance(ie, MetaIE) else ie.extract(lines, labels)
-    dst = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for line, spans in zip(lines, res):
-            dst.write(json.dumps({"text": line, "spans": [s.as_dict() for s in spans]}, ensure_ascii=False) + "\n")
-    finally:
-        if args.output:
-            dst.close()
-    return 0
-
-
-def register_cli(sub) -> None:
-    p = sub.add_parser("extract", help="extract spans for labels from text lines with a MetaIE model (JSONL out)",
-                       description="Read one text per line (stdin or --input), write one JSON object per line: "
-                                   '{"text": ..., "spans": [{"label", "text", "start", "end", "score", ...}]}.')
-    p.add_argument("--model", required=True, help="checkpoint folder (train output), assets alias or Hub name")
-    p.add_argument("--labels", required=True, help="comma-separated labels, e.g. 'Person,Location'")
-    p.add_argument("--input", help="text file, one text per line (default: stdin)")
-    p.add_argument("--output", help="JSONL file to write (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--conflict", default="confidence", choices=list(CONFLICT_MODES))
-    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
-                   help="auto: fp32 on CPU, bf16/fp16 on GPU; bf16 on a CPU with AMX is ~2x faster, not bit-exact")
-    p.set_defaults(func=_cmd_extract)

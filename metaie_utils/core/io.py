@@ -1,0 +1,62 @@
+"""File helpers every layer uses: JSON Lines, atomic writes, sha256 (one implementation each).
+
+>>> import tempfile; p = Path(tempfile.mkdtemp()) / "x"; _ = p.write_bytes(b"abc")
+>>> sha256_file(p)[:16]
+'ba7816bf8f01cfea'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable
+
+from metaie_utils.core.errors import UserError
+
+
+def sha256_file(path: str | Path, desc: str | None = None) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks; a tqdm bar for files over 64 MB (``desc`` names it)."""
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    bar = None
+    if size > (64 << 20):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=size, unit="B", unit_scale=True, desc=desc or f"sha256 {path.name}", leave=False)
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+                if bar is not None:
+                    bar.update(len(block))
+    finally:
+        if bar is not None:
+            bar.close()
+    return h.hexdigest()
+
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Rows of a JSON-lines file (blank lines skipped), with the line number in errors."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{path}:{n} is not valid JSON ({e.msg}). Fix or delete that line.") from None
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Write rows atomically (tmp file + rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,322 @@
+"""Meta-model training (stage 04) and few-shot fine-tuning: token classification on BIO instances.
+
+One function, :func:`train_token_classifier`, trains a sequence labeler on instances in the authors'
+format and writes a ``save_pretrained`` folder; stage 04 uses it to meta-train on the distillation
+instances and stage 05 to fine-tune on K-shot support sets.
+
+Instances (the authors' format, extra keys ignored)::
+
+    {"words": ["Person", ":", "Hillary", "Clinton", "meets", "reporters"],
+     "ner":   ["O",      "O", "B",       "I",       "O",     "O"]}
+
+Label ids are fixed: ``O=0, B=1, I=2`` (``LABELS``). Only the FIRST sub-token of each word is supervised
+(the paper); ``label_all_subtokens=True`` supervises every sub-token instead (the continuation pieces of
+a ``B`` word get ``I``). Sequences longer than ``max_length`` sub-tokens are truncated and counted.
+
+The recipe follows the paper: AdamW, cosine schedule with linear warmup, gradient accumulation, one
+seed for everything, dynamic padding (``DataCollatorForTokenClassification``) and length-grouped batches
+(``train_sampling_strategy="group_by_length"``). Precision and device are automatic: bf16/fp16 on a GPU,
+fp32 on CPU (:mod:`metaie_utils.device`). Checkpoints go to ``<output_dir>-checkpoints/`` every
+``save_steps`` and a re-run resumes from the last one; a finished ``output_dir`` is returned as is.
+
+Multi-GPU: the Trainer runs DDP when launched by ``accelerate launch`` / ``torchrun``, e.g.
+``torchrun --nproc_per_node 4 -m metaie_utils train --input outputs/03_convert_bio/paper --output
+outputs/meta-roberta-large --backbone roberta-large --set lr=1e-5 --set batch_size=8`` (effective batch =
+``batch_size x grad_accum x GPUs``).
+
+Input rule for ``input_dir`` (:func:`resolve_input`): a run directory of stage 03 (reads
+``instances.json`` and, when present, ``heldout.json``), or a JSON / JSON Lines file of instances; a
+relative path is looked up from the repository root first and then inside the benchmark data folder
+(``metaie_utils.paths.data_dir()``), so the default ``metaie_reference/distill/metaie.json`` means the
+authors' 10 real distillation instances.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from metaie_utils.core.bio import LABEL2ID, LABELS, validate_instances
+from metaie_utils.core.errors import UserError
+from metaie_utils.core.params import ParamsError
+from metaie_utils.models.checkpoint import (
+    TRAINING_FILE,
+    load_model,
+    load_tokenizer,
+    model_card,
+    model_window,
+    resolve_backbone,
+)
+
+log = logging.getLogger(__name__)
+
+
+
+
+IGNORE = -100
+
+
+@dataclass
+class TrainRecipe:
+    """Hyper-parameters of one token-classification training run, validated on creation.
+
+    >>> TrainRecipe(lr=1e-5, epochs=1, batch_size=8, grad_accum=4).effective_batch
+    32
+    """
+
+    lr: float = 5e-5
+    epochs: float = 1.0
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    max_length: int = 128
+    label_all_subtokens: bool = False
+    max_steps: int = -1
+    num_layers: int = 0
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    eval_steps: int = 0
+    log_steps: int = 10
+    save_steps: int = 500
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lr > 0, "lr", "a positive float such as 5e-5"),
+            (self.epochs > 0 or self.max_steps > 0, "epochs", "> 0 (or set max_steps > 0)"),
+            (self.batch_size >= 1, "batch_size", "an int >= 1"),
+            (self.grad_accum >= 1, "grad_accum", "an int >= 1"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio", "a fraction in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (self.max_length == 0 or self.max_length >= 8, "max_length", "0 (the backbone's window) or an int >= 8 sub-tokens"),
+            (self.num_layers >= 0, "num_layers", "0 (all layers) or the number of layers to keep"),
+            (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision", '"auto", "fp32", "fp16" or "bf16"'),
+            (self.log_steps >= 1 and self.save_steps >= 1 and self.eval_steps >= 0, "log/save/eval steps", "ints >= 1 (eval_steps >= 0)"),
+        ]
+        for ok, name, fix in checks:
+            if not ok:
+                raise ParamsError(f"TrainRecipe.{name} = {getattr(self, name.split('/')[0], '?')!r} is invalid: use {fix}.")
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def encode_instance(inst: dict, tokenizer, max_length: int, label_all_subtokens: bool = False,
+                    ignore_prefix: bool = False) -> dict[str, Any]:
+    """Tokenize one instance and align its tags to sub-tokens.
+
+    Returns ``{"input_ids", "attention_mask", ("token_type_ids"), "labels", "truncated"}`` where
+    ``labels`` holds ``-100`` on special tokens and on non-first sub-tokens (unless
+    ``label_all_subtokens``, where a ``B`` word's later pieces get ``I``). ``ignore_prefix`` masks the
+    label prefix (used for held-out scoring, so spans are scored on the sentence only).
+    """
+    enc = tokenizer(inst["words"], is_split_into_words=True, truncation=True, max_length=max_length)
+    wids = enc.word_ids()
+    n_prefix = list(inst["words"]).index(":") + 1 if ignore_prefix and ":" in inst["words"] else 0
+    labels, prev = [], None
+    for w in wids:
+        if w is None:
+            labels.append(IGNORE)
+        elif w != prev:
+            labels.append(IGNORE if w < n_prefix else LABEL2ID[inst["ner"][w][:1]])
+        elif label_all_subtokens and w >= n_prefix:
+            t = inst["ner"][w][:1]
+            labels.append(LABEL2ID["I" if t == "B" else t])
+        else:
+            labels.append(IGNORE)
+        prev = w if w is not None else prev
+    last = max((w for w in wids if w is not None), default=-1)
+    out = {k: list(v) for k, v in enc.items()}
+    out["labels"] = labels
+    out["truncated"] = last + 1 < len(inst["words"])
+    return out
+
+
+def encode_instances(instances: Sequence[dict], tokenizer, max_length: int, label_all_subtokens: bool = False,
+                     ignore_prefix: bool = False) -> tuple[list[dict], int]:
+    """Encode every instance; returns ``(features, truncated_count)``."""
+    feats, n_trunc = [], 0
+    for inst in instances:
+        f = encode_instance(inst, tokenizer, max_length, label_all_subtokens, ignore_prefix)
+        n_trunc += f.pop("truncated")
+        feats.append(f)
+    return feats, n_trunc
+
+
+def span_f1_from_logits(logits, labels) -> dict[str, float]:
+    """Span P/R/F1 from token logits ``(N, T, 3)`` and labels ``(N, T)`` (-100 = not a scored word).
+
+    Each row's scored positions are its words in order; spans are B(I*) runs (``label_to_span.bio_spans``).
+    """
+    import numpy as np
+
+    from metaie_utils.core.bio import bio_spans
+    from metaie_utils.core.metrics import prf
+
+    pred = np.asarray(logits).argmax(-1)
+    labels = np.asarray(labels)
+    gold_sets, pred_sets = [], []
+    for p_row, l_row in zip(pred, labels):
+        m = l_row != IGNORE
+        gold_sets.append(set(bio_spans([LABELS[i] for i in l_row[m]])))
+        pred_sets.append(set(bio_spans([LABELS[i] for i in p_row[m]])))
+    r = prf(gold_sets, pred_sets)
+    return {"span_precision": r["precision"], "span_recall": r["recall"], "span_f1": r["f1"]}
+
+
+def _is_finished(output_dir: Path) -> bool:
+    f = output_dir / TRAINING_FILE
+    if not f.is_file():
+        return False
+    try:
+        return bool(json.loads(f.read_text()).get("finished"))
+    except json.JSONDecodeError:
+        return False
+
+
+def train_token_classifier(train: list[dict], init: str, output_dir: Path, recipe: TrainRecipe,
+                           eval_instances: list[dict] | None = None, resume: bool = True,
+                           provenance: dict[str, Any] | None = None, progress: bool = True) -> Path:
+    """Train a B/I/O token classifier on ``train`` starting from ``init``; return the checkpoint folder.
+
+    ``init``: an assets alias (``"minilm-l6"``), a local folder (e.g. a meta-model) or a Hub name.
+    ``output_dir`` receives ``save_pretrained`` weights + tokenizer, ``metaie_training.json`` (recipe,
+    data provenance, truncated count, held-out span F1, log history) and a ``README.md`` model card.
+    Intermediate checkpoints live in ``<output_dir>-checkpoints/`` and are resumed from when
+    ``resume`` (deleted after success). A folder that already holds a finished model is returned as is
+    when ``resume`` (pass ``resume=False`` to retrain from scratch).
+
+    >>> train_token_classifier(instances, "minilm-l6", Path("outputs/x/model"), TrainRecipe(max_steps=5))  # doctest: +SKIP
+    PosixPath('outputs/x/model')
+    """
+    import torch
+    from transformers import (
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from metaie_utils.core.device import pick_device, pick_precision
+
+    output_dir = Path(output_dir)
+    if resume and _is_finished(output_dir):
+        log.info("%s holds a finished model; reusing it", output_dir)
+        return output_dir
+    if not train:
+        raise UserError("train_token_classifier got no training instances.")
+    validate_instances(train, "train")
+    if eval_instances:
+        validate_instances(eval_instances, "eval_instances")
+    ckpt_dir = output_dir.with_name(output_dir.name + "-checkpoints")
+    if not resume and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+
+    device = pick_device(recipe.device)
+    precision = pick_precision(device) if recipe.precision == "auto" else recipe.precision
+    if precision in ("fp16", "bf16") and not device.startswith("cuda"):
+        raise ParamsError(f"precision = {precision!r} needs a CUDA GPU but device is {device!r}; use precision='auto'.")
+    path = resolve_backbone(init)
+    set_seed(recipe.seed)
+    tok = load_tokenizer(path)
+    model = load_model(path, recipe.num_layers)
+    max_length = recipe.max_length or model_window(tok, model.config)  # 0: the backbone's window, as extraction
+    feats, n_trunc = encode_instances(train, tok, max_length, recipe.label_all_subtokens)
+    eval_feats, n_trunc_eval = (encode_instances(eval_instances, tok, max_length, False, ignore_prefix=True)
+                                if eval_instances else (None, 0))
+    if n_trunc:
+        log.warning("%d of %d training instances exceed max_length=%d sub-tokens and were truncated",
+                    n_trunc, len(train), max_length)
+
+    steps_per_epoch = math.ceil(len(feats) / (recipe.batch_size * recipe.grad_accum))
+    eval_strategy = "no" if not eval_feats else ("steps" if recipe.eval_steps else "epoch")
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        learning_rate=recipe.lr,
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=max(recipe.batch_size, 32),
+        gradient_accumulation_steps=recipe.grad_accum,
+        warmup_steps=recipe.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps (transformers 5)
+        weight_decay=recipe.weight_decay,
+        lr_scheduler_type="cosine",
+        optim="adamw_torch_fused" if device.startswith("cuda") else "adamw_torch",
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        train_sampling_strategy="group_by_length",
+        logging_steps=recipe.log_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=recipe.eval_steps or None,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=feats, eval_dataset=eval_feats,
+        data_collator=DataCollatorForTokenClassification(tok, label_pad_token_id=IGNORE),
+        processing_class=tok,
+        compute_metrics=(lambda ep: span_f1_from_logits(ep.predictions, ep.label_ids)) if eval_feats else None,
+    )
+    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    if last:
+        log.info("resuming from %s", last)
+    result = trainer.train(resume_from_checkpoint=last)
+    final_eval = trainer.evaluate() if eval_feats else {}
+
+    trainer.save_model(str(output_dir))  # writes on the main process only (DDP-safe)
+    if not trainer.is_world_process_zero():
+        return output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(output_dir))
+    info = {
+        "format": "metaie-seqlabel-v1",
+        "architecture": "seqlabel",
+        "labels": LABELS,
+        "init": init,
+        "init_path": path,
+        "recipe": recipe.as_dict(),
+        "device": device,
+        "precision": precision,
+        "effective_batch": recipe.effective_batch * max(1, torch.distributed.get_world_size()
+                                                          if torch.distributed.is_available() and torch.distributed.is_initialized() else 1),
+        "steps_per_epoch": steps_per_epoch,
+        "global_step": trainer.state.global_step,
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "resumed_from": last,
+        "data": {**(provenance or {}), "n_train": len(train), "n_eval": len(eval_instances or []),
+                 "truncated": n_trunc, "truncated_eval": n_trunc_eval},
+        "final_eval": final_eval,
+        "log_history": trainer.state.log_history,
+        "finished": True,
+    }
+    (output_dir / "README.md").write_text(model_card(info), encoding="utf-8")
+    tmp = output_dir / (TRAINING_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    tmp.replace(output_dir / TRAINING_FILE)
+    if ckpt_dir.is_dir():
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return output_dir
+
+

@@ -1,0 +1,1 @@
+"""One module (or package) per numbered notebook. Stages are leaves: no stage imports another."""
