@@ -139,9 +139,15 @@ def print_results(dirs: Mapping[str, Path]) -> None:
             with summary.open() as f:
                 rows = list(csv.reader(f))
             widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
-            print("\nFew-shot results (F1 %, mean ± std over seeds):")
+            print("\nFew-shot results (F1 %, mean ± std over seeds; n_pred = predicted spans on the test sentences):")
             for r in rows:
                 print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        results = ev / "results.csv"
+        if results.is_file():
+            from metaie_utils.stages.fewshot.loop import collapse_report, read_results
+
+            for line in collapse_report(read_results(results)):
+                print("  " + line)
     print("\nOutputs:")
     for s, d in dirs.items():
         print(f"  {s:<22} {_rel(d)}")

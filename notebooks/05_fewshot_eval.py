@@ -94,7 +94,10 @@ print("few-shot recipe (the same for every initialization):", fewshot.recipe_str
 # %%
 rows = fewshot.run_fewshot(cfg, run.dir, log=run.log().info)
 results = pd.DataFrame(rows)
-display(results[["dataset", "initialization", "seed", "subtask", "precision", "recall", "f1", "n_test", "n_support", "n_instances"]])
+display(results[["dataset", "initialization", "seed", "subtask", "precision", "recall", "f1", "n_pred", "support_n_pred",
+                 "collapsed", "n_test", "n_support", "n_instances"]])
+for line in fewshot.collapse_report(rows):  # a model that predicts nothing measures the recipe, not the init
+    print(line)
 
 # %% [markdown]
 # ## Summary: F1 (%) mean ± std over seeds

@@ -318,6 +318,32 @@ def test_loop_with_fake_trainer_is_paired_resumable_and_skips_metaie(tmp_path):
     assert (tmp_path / "summary.csv").is_file() and summary.loc[0, "f1"] == 100.0
 
 
+class SilentExtractor:
+    """A collapsed fine-tune: predicts no span for any query."""
+
+    def extract(self, texts, labels, **kw):
+        return [[] for _ in texts]
+
+
+def test_a_collapsed_fine_tune_is_flagged_in_results_summary_and_report(tmp_path):
+    ds = FakeNER()
+    backend = Backend(get_dataset=lambda n: ds, score=fake_score, train=lambda i, init, out, cfg, seed: out,
+                      load_extractor=lambda p, cfg: SilentExtractor() if "vanilla" in str(p) else OracleExtractor(),
+                      icl_extractor=lambda *a: None, build_init=lambda name, cfg: f"/init/{name}")
+    cfg = EvalConfig(datasets=["fake"], initializations=["vanilla", "metaie"], shots=2, fewshot_seeds=1,
+                     test_cap=8, meta_model="/some/meta")
+    logs = []
+    rows = run_fewshot(cfg, tmp_path, backend, log=logs.append)
+    by_init = {r["initialization"]: r for r in rows}
+    assert by_init["vanilla"]["collapsed"] == "support+test" and by_init["vanilla"]["support_n_pred"] == "0"
+    assert by_init["metaie"]["collapsed"] == "" and int(by_init["metaie"]["support_n_pred"]) > 0
+    assert any("collapsed" in m and "vanilla" in m and "lr=" in m for m in logs)  # with the recipe
+    summary = write_summary(tmp_path)
+    assert dict(zip(summary["initialization"], summary["collapsed"])) == {"vanilla": "1/1", "metaie": "0/1"}
+    assert "collapsed" in fewshot.summary_table(summary).loc[("fake", "entity"), "vanilla"]
+    assert "collapsed" not in fewshot.summary_table(summary).loc[("fake", "entity"), "metaie"]
+
+
 def _tiny_model(path: Path) -> str:
     """A randomly initialised 2-layer BERT (hidden 32) with a word-level vocab, saved to ``path``."""
     from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast

@@ -55,7 +55,6 @@ from metaie_utils.core.bio import bio_spans, split_instance, to_instance
 RESPONSES_FILE = "responses.jsonl"
 DEFAULT_FIXTURE = "tests/fixtures/convert/responses.jsonl"
 from metaie_utils.core.paths import resolve
-from metaie_utils.core.text import word_spans
 from metaie_utils.core.text import word_tokenize as _word_tokenize
 
 
@@ -119,16 +118,10 @@ def decode(
     >>> decode("Tom's cat", ["B", "O", "B"])[1]["text"]
     'cat'
     """
-    if isinstance(words_or_text, str):
-        text = words_or_text
-        offsets = [(s, e) for _, s, e in word_spans(text)]
-    else:
-        words = list(words_or_text)
-        text = " ".join(words)
-        offsets, pos = [], 0
-        for w in words:
-            offsets.append((pos, pos + len(w)))
-            pos += len(w) + 1
+    from metaie_utils.core.spans import to_doc  # the one word-offset routine (strings and word lists)
+
+    doc = to_doc(words_or_text if isinstance(words_or_text, str) else list(words_or_text))
+    text, offsets = doc.text, doc.offsets
     if len(tags) != len(offsets):
         raise ValueError(
             f"decode got {len(tags)} tags for {len(offsets)} words; pass one tag per word of the sentence "

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from metaie_utils.core.text import word_spans, word_tokenize
+from metaie_utils.core.text import word_tokenize
 
 ARCHITECTURE = "generative"
 
@@ -459,16 +459,11 @@ def _model_card(info: Mapping[str, Any]) -> str:
 
 
 def _words_and_offsets(text: str | Sequence[str]) -> tuple[str, list[str], list[tuple[int, int]]]:
-    """A string or a word list -> ``(text, words, char offsets)``; a word list is joined by spaces."""
-    if isinstance(text, str):
-        ws = word_spans(text)
-        return text, [w for w, _, _ in ws], [(s, e) for _, s, e in ws]
-    words = [str(w) for w in text]
-    offs, pos = [], 0
-    for w in words:
-        offs.append((pos, pos + len(w)))
-        pos += len(w) + 1
-    return " ".join(words), words, offs
+    """A string or a word list -> ``(text, words, char offsets)`` (:func:`metaie_utils.core.spans.to_doc`)."""
+    from metaie_utils.core.spans import to_doc
+
+    d = to_doc(text if isinstance(text, str) else [str(w) for w in text])
+    return d.text, d.words, d.offsets
 
 
 class GenerativeIE:

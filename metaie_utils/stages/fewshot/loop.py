@@ -59,6 +59,7 @@ INITIALIZATIONS: tuple[str, ...] = ("vanilla", "metaie", "ner-distill", "multiie
 RESULT_FIELDS = [
     "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
     "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
+    "support_n_pred", "collapsed",
 ]
 
 
@@ -298,16 +299,51 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def append_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Append rows to results.csv (header written once), flushed to disk right away."""
+    """Append rows to results.csv (header written once), flushed to disk right away.
+
+    A file started by an older version keeps its own header (columns it lacks are left out of the new
+    rows), so resuming an old run never misaligns its columns.
+    """
     path = Path(path)
     new = not path.is_file() or path.stat().st_size == 0
+    fields = RESULT_FIELDS
+    if not new:
+        with path.open(newline="") as f:
+            fields = next(csv.reader(f), None) or RESULT_FIELDS
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=RESULT_FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
             w.writeheader()
         for r in rows:
-            w.writerow({k: r.get(k, "") for k in RESULT_FIELDS})
+            w.writerow({k: r.get(k, "") for k in fields})
         f.flush()
+
+
+def collapse_flag(n_pred_test: Any, n_pred_support: Any) -> str:
+    """Why a fine-tune counts as collapsed: ``"support"`` (it predicts nothing on its own support sentences),
+    ``"test"`` (nothing on the test sentences), ``"support+test"``, or ``""``. Unknown counts never flag.
+
+    >>> collapse_flag(0, 12), collapse_flag(3, 0), collapse_flag(0, 0), collapse_flag(5, 7), collapse_flag("", "")
+    ('test', 'support', 'support+test', '', '')
+    """
+    def zero(v: Any) -> bool:
+        try:
+            return int(v) == 0
+        except (TypeError, ValueError):
+            return False
+
+    return "+".join(w for w, v in (("support", n_pred_support), ("test", n_pred_test)) if zero(v))
+
+
+def collapse_report(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per collapsed (dataset, sub-task, initialization, seed), with the recipe that produced it."""
+    out = []
+    for r in rows:
+        if r.get("collapsed"):
+            out.append(f"collapsed ({r['collapsed']} predictions: none): {r['dataset']} / {r['subtask']} / "
+                       f"{r['initialization']} seed {r['seed']} (test n_pred {r.get('n_pred')}, support n_pred "
+                       f"{r.get('support_n_pred')}); recipe {r.get('recipe')}")
+    return out
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]):
@@ -321,7 +357,7 @@ def summarize(rows: Sequence[Mapping[str, Any]]):
     from metaie_utils.core.metrics import mean_std
 
     cols = ["dataset", "subtask", "initialization", "n_seeds", "f1", "f1_std", "precision", "precision_std",
-            "recall", "recall_std", "n_test", "test_cap", "shots"]
+            "recall", "recall_std", "n_pred", "collapsed", "n_test", "test_cap", "shots"]
     df = pd.DataFrame(list(rows))
     if df.empty:
         return pd.DataFrame(columns=cols)
@@ -334,6 +370,9 @@ def summarize(rows: Sequence[Mapping[str, Any]]):
         for c in ("f1", "precision", "recall"):
             m, s = mean_std(g[c].tolist())
             row[c], row[f"{c}_std"] = round(100 * m, 2), round(100 * s, 2)
+        row["n_pred"] = round(float(pd.to_numeric(g["n_pred"], errors="coerce").mean()), 1) if "n_pred" in g else None
+        row["collapsed"] = (f"{int((g['collapsed'].fillna('').astype(str) != '').sum())}/{len(g)}"
+                            if "collapsed" in g else "")
         row["n_test"] = g["n_test"].iloc[0]
         row["test_cap"] = g["test_cap"].iloc[0]
         row["shots"] = g["shots"].iloc[0]
@@ -347,7 +386,9 @@ def summary_table(summary) -> Any:
 
     if summary.empty:
         return pd.DataFrame()
-    cell = summary.assign(cell=[f"{m:.2f} ± {s:.2f}" for m, s in zip(summary["f1"], summary["f1_std"])])
+    col = summary["collapsed"] if "collapsed" in summary else [""] * len(summary)
+    mark = [" (collapsed " + c + ")" if c and not str(c).startswith("0/") else "" for c in col]
+    cell = summary.assign(cell=[f"{m:.2f} ± {s:.2f}{k}" for m, s, k in zip(summary["f1"], summary["f1_std"], mark)])
     t = cell.pivot_table(index=["dataset", "subtask"], columns="initialization", values="cell", aggfunc="first", sort=False)
     order = [i for i in INITIALIZATIONS if i in t.columns] + [c for c in t.columns if c not in INITIALIZATIONS]
     return t[order]
@@ -356,8 +397,9 @@ def summary_table(summary) -> Any:
 def stage_metrics(summary, cfg: "EvalConfig") -> dict[str, Any]:
     """Stage 05's metrics.json: ``rows`` (summary rows), ``datasets``, ``initializations`` and ``scores``
     (:func:`summary_metrics`)."""
+    collapsed = int(sum(1 for c in summary.get("collapsed", []) if c and not str(c).startswith("0/")))
     return {"rows": int(len(summary)), "datasets": list(cfg.datasets), "initializations": list(cfg.initializations),
-            "scores": summary_metrics(summary)}
+            "collapsed_cells": collapsed, "scores": summary_metrics(summary)}
 
 
 def summary_metrics(summary) -> dict[str, Any]:
@@ -414,12 +456,15 @@ def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir
     return support, instances, record
 
 
-def _score_rows(scores: Mapping[str, Mapping[str, Any]], base: Mapping[str, Any]) -> list[dict]:
+def _score_rows(scores: Mapping[str, Mapping[str, Any]], base: Mapping[str, Any],
+                support_scores: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict]:
     rows = []
     for sub, m in scores.items():
         r = dict(base)
+        sup = (support_scores or {}).get(sub, {}).get("n_pred", "")
         r.update(subtask=sub, precision=m["precision"], recall=m["recall"], f1=m["f1"],
-                 tp=m.get("tp", ""), n_gold=m.get("n_gold", ""), n_pred=m.get("n_pred", ""))
+                 tp=m.get("tp", ""), n_gold=m.get("n_gold", ""), n_pred=m.get("n_pred", ""),
+                 support_n_pred=sup, collapsed=collapse_flag(m.get("n_pred", ""), sup))
         rows.append(r)
     return rows
 
@@ -493,13 +538,19 @@ def run_fewshot(
             if callable(getattr(extractor, "close", None)):
                 extractor.close()
         golds = [ds.gold(ex) for ex in test]
+        support_scores = None
+        if init != "llm-icl":  # collapse check: does the fine-tuned model predict anything on its own support?
+            support_scores = backend.score(ds, [ds.gold(ex) for ex in support],
+                                           ds.predict(extractor, support, cfg.eval_batch_size))
         # per-sentence counts first (counts.jsonl), so every results row has them after a crash or a resume:
         # `python -m metaie_utils summary RUN_DIR` pairs initializations over them (bootstrap intervals)
         test_ids = [getattr(ex, "id", None) or str(k) for k, ex in enumerate(test)]
         subtasks = list(getattr(ds, "subtasks", None) or sorted({k for g in golds for k in g}))
         append_counts(run_dir / "counts.jsonl", counts_records(name, init, seed, test_ids, golds, preds, subtasks))
         scores = backend.score(ds, golds, preds)
-        rows = _score_rows(scores, base)
+        rows = _score_rows(scores, base, support_scores)
+        for line in collapse_report(rows):
+            log(line)
         append_results(results_path, rows)
         done.add((name, init, str(seed)))
         del extractor
@@ -577,6 +628,8 @@ def _cmd_evaluate(args) -> int:
     save(plot_results(summary), run.dir / "fewshot_f1.png")
     run.finish(stage_metrics(summary, cfg))
     print(summary_table(summary).to_string())
+    for line in collapse_report(read_results(run.dir / "results.csv")):
+        print(line)
     return 0
 
 
