@@ -13,8 +13,8 @@
 # or e.g. `base_url = "http://localhost:8000/v1"` for vLLM/Ollama). The paper's prompt is `metaie-v1`;
 # small local teachers follow the format far better with the one-example `metaie-1shot-v1`.
 #
-# **The shipped set.** The package ships the local Qwen2.5-0.5B teacher's answers for the first 3,000 news
-# sentences of stage 01's seeded sampler (`metaie_utils/data/distillation/`, with its provenance). With
+# **The shipped set.** The package ships the local Qwen2.5-0.5B teacher's answers for the first news sentences
+# of stage 01's seeded sampler (2,017 at present, growing to 3,000) (`metaie_utils/data/distillation/`, with its provenance). With
 # `distill_set = "auto"`, a request with the same teacher file, prompt and sampling is replayed from it at zero
 # cost (no server, no download) and the notebook says so; anything else asks the teacher.
 #
