@@ -3,7 +3,8 @@
 # Qwen2.5-Coder-0.5B teacher's answers to the first N sentences of the offline news corpus, drawn by stage
 # 01's seeded prefix-stable sampler with the default filters and seed 0 (so make run's 200 sentences and
 # cpu.yaml's 1,000 are its head), asked exactly as stage 02 asks them (prompt metaie-1shot-v1, temperature
-# 1.0, max_tokens 96, seed 0). Finished answers live in $OUT/02/cache.sqlite; a killed run resumes.
+# 1.0, max_tokens 96, seed 0). Finished answers live in $OUT/02/cache.sqlite; a killed run resumes, and on a
+# new machine the shipped answers are restored into the cache first (`shipped restore`), so only new ones are asked.
 # Every EXPORT_EVERY seconds the answers so far are exported to the shipped file (and committed with
 # COMMIT=1), so a lost machine loses little.
 #
@@ -19,6 +20,11 @@ export METAIE_DATA_DIR=${METAIE_DATA_DIR:-$(cd .. && pwd)/shared/data}
 
 if [ ! -s "$OUT/01/sentences.jsonl" ]; then
   $PY -m metaie_utils sample --corpus news --output "$OUT/01" --n "$N" --seed 0 --quiet
+fi
+
+# a new machine: put what is already shipped into the cache, so only the missing sentences are asked
+if [ ! -f "$OUT/02/cache.sqlite" ] && [ -f metaie_utils/data/distillation/news-qwen2.5-0.5b-metaie-1shot-v1.jsonl.gz ]; then
+  $PY -m metaie_utils shipped restore --cache "$OUT/02/cache.sqlite" --teacher local:qwen2.5-0.5b
 fi
 
 export_now() {

@@ -46,6 +46,31 @@ def test_export_is_the_cached_prefix_with_provenance_and_deterministic(tmp_path)
     assert out.read_bytes() == first  # no churn in git when nothing changed
 
 
+def test_restore_puts_the_set_back_into_a_cache_that_extends_it(tmp_path):
+    """A new machine: restore the shipped set into an empty cache, answer one more sentence, export again:
+    the old rows come back unchanged (same keys as the client's), the new one is appended, dates are kept."""
+    cache = _cache(tmp_path, 3)
+    out = tmp_path / "set.jsonl.gz"
+    shipped.export(tmp_path / "sentences.jsonl", cache, TEACHER, out=out)
+    old = shipped.load(out)
+    fresh = tmp_path / "new" / "cache.sqlite"
+    assert shipped.restore(fresh, TEACHER, out) == 3
+    assert shipped.restore(fresh, TEACHER, out) == 0  # idempotent
+    c = ResponseCache(fresh)
+    key = cache_key("qwen2.5-0.5b", "metaie-1shot-v1", build_messages("metaie-1shot-v1", SENTS[3]["text"]), 1.0, 96, 0, 0)
+    assert c.get(cache_key("qwen2.5-0.5b", "metaie-1shot-v1", build_messages("metaie-1shot-v1", SENTS[0]["text"]),
+                           1.0, 96, 0, 0))["text"] == old.rows[0]["response"]
+    c.put(key, "qwen2.5-0.5b", "metaie-1shot-v1", 0, Completion(text="- Person: Tom", finish_reason="stop"))
+    c.close()
+    out2 = tmp_path / "set2.jsonl.gz"
+    shipped.export(tmp_path / "sentences.jsonl", fresh, TEACHER, out=out2)
+    new = shipped.load(out2)
+    assert new.rows[:3] == old.rows and new.rows[3]["id"] == "news-3"
+    assert new.provenance["started"] == old.provenance["started"]
+    with pytest.raises(shipped.UserError, match="sha256"):
+        shipped.restore(tmp_path / "other.sqlite", "local:qwen2.5-1.5b", out)
+
+
 def test_replay_stands_in_for_the_teacher_only_when_everything_matches(tmp_path):
     out = tmp_path / "set.jsonl.gz"
     shipped.export(tmp_path / "sentences.jsonl", _cache(tmp_path, 3), TEACHER, out=out)

@@ -157,12 +157,13 @@ class ResponseCache:
             return None
         return {"text": row[0], "finish_reason": row[1], "prompt_tokens": row[2] or 0, "completion_tokens": row[3] or 0}
 
-    def put(self, key: str, model: str, prompt_version: str, sample_index: int, c: "Completion") -> None:
+    def put(self, key: str, model: str, prompt_version: str, sample_index: int, c: "Completion",
+            created: float | None = None) -> None:
         with self._lock:
             self.conn.execute(
                 "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?)",
                 (key, model, prompt_version, sample_index, c.text, c.finish_reason, c.prompt_tokens,
-                 c.completion_tokens, time.time()),
+                 c.completion_tokens, time.time() if created is None else created),
             )
             self.conn.commit()
 

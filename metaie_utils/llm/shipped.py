@@ -232,6 +232,47 @@ def export(sentences_path: str | Path, cache_path: str | Path, teacher: str, pro
     return write(out or default_path(), prov, rows)
 
 
+def restore(cache_path: str | Path, teacher: str = "local:qwen2.5-0.5b", path: str | Path | None = None) -> int:
+    """Write the shipped set's answers into a stage-02 cache, under the keys the teacher's client would use,
+    so that extending the set on a new machine asks only the sentences it lacks. Refuses when ``teacher``
+    is not the set's teacher file (mixing teachers in one set would be silent). Returns the rows written
+    (rows already cached are left as they are)."""
+    import time
+
+    from metaie_utils.llm import client as llm
+
+    s = load(path)
+    prov = s.provenance
+    samp = prov.get("sampling", {})
+    why = mismatch(prov, teacher, prov.get("prompt_version"), samp.get("temperature", 1.0), samp.get("max_tokens", 96),
+                   samp.get("seed"), int(samp.get("n_samples", 1)))
+    if why:
+        raise UserError(f"cannot restore {s.path.name} into a cache for {teacher!r}: {why}")
+
+    def _ts(iso: str | None) -> float:
+        if not iso:
+            return time.time()
+        return _dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc).timestamp()
+
+    t0, t1 = _ts(prov.get("started")), _ts(prov.get("updated"))
+    seed, pv = samp.get("seed"), prov["prompt_version"]
+    cache = llm.ResponseCache(cache_path)
+    before = len(cache)
+    try:
+        n = max(1, len(s.rows) - 1)
+        for i, r in enumerate(s.rows):
+            k = int(r.get("sample_index", 0))
+            key = llm.cache_key(prov["model"], pv, llm.build_messages(pv, r["text"]), float(samp.get("temperature", 1.0)),
+                                int(samp.get("max_tokens", 96)), k, None if seed is None else int(seed) + k)
+            c = llm.Completion(text=r["response"], finish_reason=r.get("finish_reason"),
+                               prompt_tokens=int(r.get("prompt_tokens", 0)), completion_tokens=int(r.get("completion_tokens", 0)))
+            # the original finish times are not shipped; spread them over [started, updated] so a re-export keeps both
+            cache.put(key, prov["model"], pv, k, c, created=t0 + (t1 - t0) * i / n)
+        return len(cache) - before
+    finally:
+        cache.close()
+
+
 def _iso(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -246,6 +287,10 @@ def info(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def _cmd(args) -> int:
+    if args.action == "restore":
+        n = restore(args.cache, args.teacher, args.output)
+        print(f"restored {n} responses from {Path(args.output or default_path()).name} into {args.cache}")
+        return 0
     if args.action == "export":
         p = export(args.sentences, args.cache, args.teacher, args.prompt_version, args.temperature, args.max_tokens,
                    args.seed, args.n_samples, args.output, server_log=args.log)
@@ -257,11 +302,12 @@ def _cmd(args) -> int:
 
 
 def register_cli(sub) -> None:
-    p = sub.add_parser("shipped", help="the shipped distillation set: info, or export it from a stage-02 cache")
-    p.add_argument("action", choices=["info", "export"])
+    p = sub.add_parser("shipped", help="the shipped distillation set: info, export it from a stage-02 cache, "
+                                          "or restore it into one (to extend it on a new machine)")
+    p.add_argument("action", choices=["info", "export", "restore"])
     p.add_argument("--output", default=None, help=f"the set's file (default {default_path()})")
     p.add_argument("--sentences", help="export: 01's sentences.jsonl (in sampler order)")
-    p.add_argument("--cache", help="export: 02's cache.sqlite")
+    p.add_argument("--cache", help="export/restore: 02's cache.sqlite")
     p.add_argument("--teacher", default="local:qwen2.5-0.5b")
     p.add_argument("--prompt-version", default="metaie-1shot-v1")
     p.add_argument("--temperature", type=float, default=1.0)
