@@ -269,6 +269,22 @@ def test_subsample_is_seeded():
     assert subsample(xs, 0, 3) == xs
 
 
+def test_negative_subsampling_keeps_every_positive_and_caps_the_all_o_share():
+    pos = [{"words": ["a"], "ner": ["B"], "id": i} for i in range(10)]
+    neg = [{"words": ["a"], "ner": ["O"], "id": 100 + i} for i in range(90)]
+    mixed = [x for pair in zip(pos * 9, neg) for x in pair][:100]
+    items = pos + neg
+    out = fewshot.subsample_negatives(items, 0.5, seed=0)
+    assert [x for x in out if x["ner"] == ["B"]] == pos and len(out) == 20       # all 10 positives + 10 negatives
+    assert out == fewshot.subsample_negatives(items, 0.5, seed=0) != fewshot.subsample_negatives(items, 0.5, seed=1)
+    assert [x["id"] for x in out] == sorted(x["id"] for x in out)                 # order kept
+    assert fewshot.subsample_negatives(items, 0.0, 0) == items                    # off
+    assert len(fewshot.subsample_negatives(pos + neg[:3], 0.5, 0)) == 13         # fewer negatives than the cap: all kept
+    assert fewshot.subsample_negatives(neg, 0.5, 0) == neg                        # no positive: nothing to balance
+    with pytest.raises(fewshot.FewShotError, match="fewshot_neg_share = 1.0"):
+        fewshot.subsample_negatives(mixed, 1.0, 0)
+
+
 def test_find_upstream_walks_manifests(tmp_path):
     r1 = tmp_path / "01_sample_corpus" / "a"
     r2 = tmp_path / "02_distill_llm" / "a"

@@ -63,6 +63,23 @@ def test_jnlpba_types():
     assert get_dataset("jnlpba").types(get_dataset("jnlpba").load("test")) == ["DNA", "RNA", "cell_line", "cell_type", "protein"]
 
 
+def test_ner_mix_is_the_union_of_its_parts_and_refuses_overlapping_types():
+    from metaie_utils.core.errors import UserError
+
+    mix = get_dataset("ner-mix")
+    assert mix.splits == ["train", "test"] and len(mix.labels) == 11
+    assert len(mix.load("test")) == 3453 + 4797 + 3856
+    assert mix.types(mix.load("test")) == sorted(set(LABELS["conll2003"]) | set(LABELS["bc5cdr"]) | set(LABELS["jnlpba"]))
+    two = get_dataset("ner-mix", parts="conll2003+ncbi-disease")
+    assert two.name == "ner-mix:conll2003+ncbi-disease" and two.splits == ["train", "dev", "test"]
+    with pytest.raises(UserError, match="Disease"):
+        get_dataset("ner-mix", parts="bc5cdr+ncbi-disease")
+    with pytest.raises(UserError, match="conll04 is a|only NER datasets"):
+        get_dataset("ner-mix", parts="conll2003+conll04")
+    with pytest.raises(UserError, match="two or more"):
+        get_dataset("ner-mix", parts="conll2003")
+
+
 def test_conll04_counts():
     ds = get_dataset("conll04")
     assert [counts(ds, s) for s in ("train", "dev", "test")] == [(922, 3377, 1283), (231, 893, 343), (288, 1079, 422)]

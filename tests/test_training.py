@@ -200,3 +200,33 @@ def test_protocol_grouping_keeps_repeated_sentences_apart():
     assert gold == [[("Person", 0, 1)], [("Person", 0, 1)]]
     with pytest.raises(UserError, match="no ':'"):
         split_instance({"words": ["no", "separator"], "ner": ["O", "O"]})
+
+
+def test_balanced_tag_weights_equalize_the_tags_and_keep_the_loss_scale():
+    import torch
+
+    from metaie_utils.models.trainer import tag_weights, weighted_token_loss
+
+    feats = [{"labels": [0] * 8 + [1, 2, -100]}]
+    w = tag_weights(feats)
+    counts = [8, 1, 1]
+    assert [round(c * x, 6) for c, x in zip(counts, w)] == [round(10 / 3, 6)] * 3  # every tag weighs the same in total
+    assert abs(sum(c * x for c, x in zip(counts, w)) / 10 - 1.0) < 1e-9         # mean weight over tokens is 1
+    assert tag_weights([{"labels": [0, 0]}]) == [1.0, 1.0, 1.0]                  # one tag only: nothing to balance
+    # unit weights reproduce the plain mean cross-entropy over labelled tokens
+    logits = torch.randn(2, 4, 3)
+    labels = torch.tensor([[0, 1, -100, 2], [0, 0, 0, -100]])
+    plain = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), labels.reshape(-1), ignore_index=-100)
+    assert torch.allclose(weighted_token_loss([1.0, 1.0, 1.0])({"logits": logits}, labels), plain)
+    # and the Trainer's accumulated-batch count divides the sum
+    summed = weighted_token_loss([1.0, 1.0, 1.0])({"logits": logits}, labels, num_items_in_batch=12)
+    assert torch.allclose(summed, plain * 6 / 12)
+
+
+def test_balanced_recipe_trains_and_records_its_weights(tiny, tmp_path):
+    with pytest.raises(ParamsError, match="class_weight"):
+        TrainRecipe(class_weight="inverse")
+    out = train_token_classifier([INST] * 4, str(tiny), tmp_path / "m",
+                                 TrainRecipe(lr=1e-3, max_steps=2, batch_size=4, class_weight="balanced"))
+    w = read_training_info(out)["tag_weights"]
+    assert set(w) == set(LABELS) and w["O"] < 1 < w["B"]

@@ -86,6 +86,7 @@ class TrainRecipe:
     eval_steps: int = 0
     log_steps: int = 10
     save_steps: int = 500
+    class_weight: str = "none"  # "none" | "balanced": cross-entropy weights n / (3 n_tag) over the B/I/O tags of the training set
 
     def __post_init__(self) -> None:
         checks = [
@@ -98,6 +99,7 @@ class TrainRecipe:
             (self.max_length == 0 or self.max_length >= 8, "max_length", "0 (the backbone's window) or an int >= 8 sub-tokens"),
             (self.num_layers >= 0, "num_layers", "0 (all layers) or the number of layers to keep"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision", '"auto", "fp32", "fp16" or "bf16"'),
+            (self.class_weight in ("none", "balanced"), "class_weight", '"none" or "balanced"'),
             (self.log_steps >= 1 and self.save_steps >= 1 and self.eval_steps >= 0, "log/save/eval steps", "ints >= 1 (eval_steps >= 0)"),
         ]
         for ok, name, fix in checks:
@@ -175,6 +177,66 @@ def span_f1_from_logits(logits, labels) -> dict[str, float]:
     return {"span_precision": r["precision"], "span_recall": r["recall"], "span_f1": r["f1"]}
 
 
+def tag_weights(feats: Sequence[dict]) -> list[float]:
+    """Balanced cross-entropy weights of the tags in ``feats`` (label ids 0..2, ``IGNORE`` skipped), in
+    label-id order: ``n / (3 * n_tag)`` (scikit-learn's "balanced"), so the mean weight over the training
+    tokens is 1 and the loss keeps its scale. A tag absent from the set gets weight 1.
+
+    >>> [round(w, 2) for w in tag_weights([{"labels": [0, 0, 0, 1, 2, -100]}])]
+    [0.56, 1.67, 1.67]
+    """
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([t for f in feats for t in f["labels"] if t != IGNORE])
+    present = np.unique(y)
+    w = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y).tolist()))
+    return [float(w.get(i, 1.0)) for i in range(len(LABELS))]
+
+
+def weighted_token_loss(weights: Sequence[float]):
+    """A ``Trainer(compute_loss_func=...)``: weighted token cross-entropy summed over the labelled tokens and
+    divided by their number in the accumulated batch (the Trainer's own normalization, so gradient
+    accumulation stays exact)."""
+    import torch
+
+    w = torch.tensor(list(weights), dtype=torch.float32)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        flat = logits.reshape(-1, logits.shape[-1]).float()
+        tot = torch.nn.functional.cross_entropy(flat, labels.reshape(-1).to(flat.device), weight=w.to(flat.device),
+                                                ignore_index=IGNORE, reduction="sum")
+        n = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE).sum()
+        return tot / torch.as_tensor(n, device=flat.device).clamp(min=1)
+
+    return loss
+
+
+def _quiet_log_callbacks(trainer: Any) -> None:
+    """Send the Trainer's per-step log dicts (loss, lr, grad norm) to this module's logger, which a run's log
+    file records (:meth:`metaie_utils.core.runs.Run.log`), instead of printing them into notebook cells;
+    the progress bar (when ``progress``) stays."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    class _ToLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_local_process_zero and logs:
+                log.info("step %d: %s", state.global_step,
+                         {k: (round(v, 5) if isinstance(v, float) else v) for k, v in logs.items() if k != "total_flos"})
+
+    class _BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # the bar, without the dict printed under it
+            return
+
+    had_bar = any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if had_bar:
+        trainer.add_callback(_BarOnly())
+    trainer.add_callback(_ToLogger())
+
+
 def _is_finished(output_dir: Path) -> bool:
     f = output_dir / TRAINING_FILE
     if not f.is_file():
@@ -240,6 +302,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         log.warning("%d of %d training instances exceed max_length=%d sub-tokens and were truncated",
                     n_trunc, len(train), max_length)
 
+    weights = tag_weights(feats) if recipe.class_weight == "balanced" else None
     steps_per_epoch = math.ceil(len(feats) / (recipe.batch_size * recipe.grad_accum))
     eval_strategy = "no" if not eval_feats else ("steps" if recipe.eval_steps else "epoch")
     args = TrainingArguments(
@@ -276,7 +339,9 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         data_collator=DataCollatorForTokenClassification(tok, label_pad_token_id=IGNORE),
         processing_class=tok,
         compute_metrics=(lambda ep: span_f1_from_logits(ep.predictions, ep.label_ids)) if eval_feats else None,
+        compute_loss_func=weighted_token_loss(weights) if weights else None,
     )
+    _quiet_log_callbacks(trainer)
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
     if last:
         log.info("resuming from %s", last)
@@ -300,6 +365,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         "effective_batch": recipe.effective_batch * max(1, torch.distributed.get_world_size()
                                                           if torch.distributed.is_available() and torch.distributed.is_initialized() else 1),
         "steps_per_epoch": steps_per_epoch,
+        "tag_weights": dict(zip(LABELS, weights)) if weights else None,
         "global_step": trainer.state.global_step,
         "n_params": int(sum(p.numel() for p in model.parameters())),
         "train_runtime_s": result.metrics.get("train_runtime"),

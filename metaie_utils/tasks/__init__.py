@@ -83,7 +83,7 @@ def get_dataset(name: str, /, **options) -> TaskDataset:
     >>> get_dataset("nope")
     Traceback (most recent call last):
     ...
-    metaie_utils.core.errors.UserError: Unknown dataset 'nope'. Known datasets: conll2003, conll2003-metaie, wnut2017, bc5cdr, ncbi-disease, jnlpba, conll04, ade, semeval2010-task8, casie, up-ewt, qasrl-gs, absa-14lap, absa-14res, aste-14lap, aste-14res, conll-bio, spert-json, aste-file (aliases: bionlp2004, wnut17, ncbi_disease, semeval2010_task8, up_ewt, qasrl, 14lap, 14res).
+    metaie_utils.core.errors.UserError: Unknown dataset 'nope'. Known datasets: conll2003, conll2003-metaie, wnut2017, bc5cdr, ncbi-disease, jnlpba, ner-mix, conll04, ade, semeval2010-task8, casie, up-ewt, qasrl-gs, absa-14lap, absa-14res, aste-14lap, aste-14res, conll-bio, spert-json, aste-file (aliases: bionlp2004, wnut17, ncbi_disease, semeval2010_task8, up_ewt, qasrl, 14lap, 14res).
     """
     key = ALIASES.get(name, name)
     if key not in DATASETS:

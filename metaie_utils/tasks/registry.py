@@ -209,6 +209,40 @@ def jnlpba(**options) -> NERDataset:
                       "iob2", LABELS["jnlpba"], **options)
 
 
+def ner_mix(parts: str = "conll2003+bc5cdr+jnlpba", **options) -> NERDataset:
+    """Several NER sets read as one with the union of their types (default: CoNLL-2003 + BC5CDR + JNLPBA,
+    4 + 2 + 5 = 11 types): the many-type stress case of the few-shot recipe, where one query per type makes
+    most instances all-O. Splits are those every part has (train, test); a sentence's gold holds only its own
+    set's types (the sets' domains, news and biomedicine, overlap little).
+
+    >>> ner_mix().labels["Chemical"], len(ner_mix().labels)                       # doctest: +SKIP
+    ('Chemical', 11)
+    """
+    _options_error("ner-mix", options, [])
+    names = [p.strip() for p in str(parts).split("+") if p.strip()]
+    if len(names) < 2:
+        raise UserError(f"ner-mix: parts = {parts!r}: name two or more NER datasets joined by '+', e.g. conll2003+bc5cdr.")
+    dss = []
+    for n in names:
+        key = ALIASES.get(n, n)
+        if key not in DATASETS:
+            raise UserError(f"ner-mix: unknown part {n!r}; known NER datasets: "
+                            f"{', '.join(k for k in DATASETS if k in LABELS)}.")
+        ds = DATASETS[key]()
+        if not isinstance(ds, NERDataset):
+            raise UserError(f"ner-mix: part {n!r} is a {ds.task} dataset; only NER datasets can be mixed.")
+        dss.append(ds)
+    labels: dict[str, str] = {}
+    for ds in dss:
+        for raw, word in ds.labels.items():
+            if raw in labels or word in labels.values():
+                raise UserError(f"ner-mix: type {raw!r} ({word!r}) of {ds.name} is also in an earlier part; mix sets with distinct types.")
+            labels[raw] = word
+    splits = [s for s in ("train", "dev", "test") if all(s in ds.splits for ds in dss)]
+    readers = {s: (lambda s=s: [ex for ds in dss for ex in ds.load(s)]) for s in splits}
+    return NERDataset("ner-mix" if parts == "conll2003+bc5cdr+jnlpba" else f"ner-mix:{parts}", readers, labels)
+
+
 def conll_bio(train: str | None = None, dev: str | None = None, test: str | None = None, labels: dict[str, str] | None = None,
               name: str = "conll-bio", scheme: str = "iob2", token_col: int = 0, tag_col: int = -1, **options) -> NERDataset:
     """A user's CoNLL-column BIO files (any of train/dev/test paths). ``labels``: raw type -> label words
@@ -381,6 +415,7 @@ DATASETS: dict[str, Callable[..., TaskDataset]] = {
     "bc5cdr": bc5cdr,
     "ncbi-disease": ncbi_disease,
     "jnlpba": jnlpba,
+    "ner-mix": ner_mix,
     "conll04": conll04,
     "ade": ade,
     "semeval2010-task8": semeval2010_task8,

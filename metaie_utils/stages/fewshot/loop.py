@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,8 @@ class EvalConfig(StageConfig):
     fewshot_grad_accum: int = 1  # gradient accumulation steps (effective batch = batch_size * grad_accum)
     fewshot_max_length: int = 0  # sub-tokens per query in few-shot training AND extraction; 0 = the backbone's window (512)
     fewshot_max_steps: int = 300  # 0 = epochs decide; n > 0 caps optimizer steps (the same budget for every init)
+    fewshot_neg_share: float = 0.0  # 0 = every all-O instance is trained on; s in (0, 1): all-O instances are sampled (seeded) down to at most this share
+    fewshot_class_weight: str = "none"  # "none" | "balanced": B/I/O cross-entropy weights n / (3 n_tag) over the fine-tune's tags
     eval_batch_size: int = 64  # (sentence, label) queries per forward pass at test time
     keep_models: bool = False  # True keeps every fine-tuned checkpoint under work/ (large)
     baseline_instances: int = 0  # 0 = match MetaIE's instance count; n = this many pre-training instances
@@ -140,7 +143,7 @@ def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
     """The few-shot recipe of ``cfg`` as a plain dict (recorded in results.csv).
 
     >>> recipe_dict(EvalConfig())["lr"]
-    0.0001
+    0.0003
     """
     return {
         "lr": cfg.fewshot_lr,
@@ -148,6 +151,8 @@ def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
         "batch_size": cfg.fewshot_batch_size,
         "grad_accum": cfg.fewshot_grad_accum,
         "max_steps": cfg.fewshot_max_steps,
+        "neg_share": cfg.fewshot_neg_share,
+        "class_weight": cfg.fewshot_class_weight,
         "num_layers": cfg.num_layers,
         "architecture": cfg.architecture,
     }
@@ -277,7 +282,30 @@ def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
         seed=seed,
         log_steps=10,
         save_steps=100_000,  # a few-shot fine-tune is minutes: no intermediate checkpoints
+        class_weight=cfg.fewshot_class_weight,
     )
+
+
+def subsample_negatives(instances: Sequence[dict], share: float, seed: int) -> list[dict]:
+    """``instances`` with the all-O ones (no B tag) sampled, seeded, down to at most ``share`` of the result;
+    positives are all kept and the order is kept. ``share <= 0`` (or no positive instance) keeps everything.
+
+    >>> pos, neg = {"ner": ["O", "B"]}, {"ner": ["O", "O"]}
+    >>> len(subsample_negatives([pos, neg, neg, neg, neg], 0.5, 0))
+    2
+    """
+    if share <= 0:
+        return list(instances)
+    if share >= 1:
+        raise FewShotError(f"fewshot_neg_share = {share!r}: use 0 (keep every all-O instance) or a share in (0, 1).")
+    pos = [i for i, inst in enumerate(instances) if "B" in inst.get("ner", ())]
+    posset = set(pos)
+    neg = [i for i in range(len(instances)) if i not in posset]
+    keep = round(share / (1 - share) * len(pos))
+    if not pos or len(neg) <= keep:
+        return list(instances)
+    kept = set(pos) | set(random.Random(seed).sample(neg, keep))
+    return [inst for i, inst in enumerate(instances) if i in kept]
 
 
 def train_fewshot(instances: list[dict], init: str, output_dir: Path, cfg: EvalConfig, seed: int) -> Path:
@@ -286,6 +314,7 @@ def train_fewshot(instances: list[dict], init: str, output_dir: Path, cfg: EvalC
 
     kw = {"progress": False} if cfg.architecture == "seqlabel" else {}
     recipe = fewshot_recipe(cfg, seed)
+    instances = subsample_negatives(instances, cfg.fewshot_neg_share, seed)
     return Path(finetune(instances, init, Path(output_dir), recipe, architecture=cfg.architecture, resume=True, **kw))
 
 
