@@ -70,6 +70,8 @@ fewshot_batch_size = 8  # per-device batch
 fewshot_grad_accum = 1  # effective batch: batch x accum
 fewshot_max_length = 0  # sub-tokens per query in few-shot training and extraction; 0: the backbone's window (512)
 fewshot_max_steps = 300  # 0: epochs decide; n > 0 caps optimizer steps (the same for every initialization)
+fewshot_neg_share = 0.0  # 0: every all-O instance is trained on; s in (0, 1): all-O instances sampled down to this share
+fewshot_class_weight = "none"  # "none" | "balanced": B/I/O loss weights n / (3 n_tag)
 eval_batch_size = 64  # (sentence, label) queries per forward pass
 keep_models = False  # True keeps every fine-tuned checkpoint under work/
 baseline_instances = 0  # 0: MetaIE's instance count; n: pre-training instances of ner-distill/multiie
@@ -112,7 +114,6 @@ for k, v in notes.items():
 # %%
 fig = plot_results(summary)
 save(fig, run.dir / "fewshot_f1.png")
-fig
 
 # %% [markdown]
 # ## The support sets

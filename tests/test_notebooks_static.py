@@ -100,3 +100,36 @@ def test_parameter_values_equal_the_defaults_or_the_standalone_table(nb):
         want = table[name] if name in table else (f.default_factory() if f.default_factory else f.default)
         assert v == want, (f"{nb.stem}: parameter {name} = {v!r} in the notebook, but {want!r} in "
                            f"{'params.STANDALONE' if name in table else 'the config class / params/defaults.yaml'}")
+
+
+def test_one_place_names_the_repository(tmp_path):
+    """pyproject's [project.urls] Repository is what every badge and install cell names; --repo moves them all."""
+    import shutil
+
+    from metaie_utils.core.paths import REPO_ROOT
+
+    assert nbsync.repo_mismatches() == []
+    uses = nbsync.repo_mismatches(slug="someone/else")
+    assert len(uses) >= 2 * len(list(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")))  # a badge and a clone per notebook, both twins
+    (tmp_path / "notebooks").mkdir()
+    for f in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"):
+        shutil.copy(f, tmp_path / "notebooks" / f.name)
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / f, tmp_path / f)
+    nbsync.set_repo("https://github.com/someone/fork", root=tmp_path)
+    assert nbsync.repo_slug(tmp_path / "pyproject.toml") == "someone/fork"
+    assert nbsync.repo_mismatches(tmp_path / "notebooks", "someone/fork") == []
+    assert "metaie-project/metaie" not in (tmp_path / "notebooks" / "05_fewshot_eval.ipynb").read_text()
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_figure_is_shown_twice(nb):
+    """The inline backend shows every open figure at the end of its cell; a cell that also returns the figure
+    as its last expression shows it twice (seen in JupyterLab with Run All)."""
+    for cell in _cells(nb):
+        if cell.get("cell_type") != "code":
+            continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        lines = [ln for ln in src.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        if lines and lines[-1].strip() in ("fig", "plt.gcf()", "g.figure", "ax.figure"):
+            raise AssertionError(f"{nb.name}: a cell both draws and returns its figure (shown twice): {src[:120]!r}")

@@ -111,14 +111,27 @@ class Run:
         return p
 
     def log(self, name: str = "run") -> logging.Logger:
-        """A logger writing to ``<run>/<name>.log`` and stderr."""
+        """A logger writing to ``<run>/<name>.log`` (warnings also reach stderr, through logging's last resort).
+
+        The same file also receives the package's own INFO records (``metaie_utils.*``: the Trainer's loss
+        per logging step, truncation counts), which are not printed into notebook cells.
+        """
         lg = logging.getLogger(f"metaie.{self.stage}.{self.dir.name}.{name}")
         if not lg.handlers:
             lg.setLevel(logging.INFO)
             fh = logging.FileHandler(self.path(f"{name}.log"))
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
             lg.addHandler(fh)
             lg.propagate = True
+            pkg = logging.getLogger("metaie_utils")
+            pkg.setLevel(logging.INFO)
+            for h in [h for h in pkg.handlers if getattr(h, "_metaie_run", False)]:
+                pkg.removeHandler(h)  # one run's file at a time: the newest run of this process
+                h.close()
+            pkg_fh = logging.FileHandler(self.path(f"{name}.log"))
+            pkg_fh.setFormatter(fh.formatter)
+            pkg_fh._metaie_run = True  # type: ignore[attr-defined]
+            pkg.addHandler(pkg_fh)
         return lg
 
     def update_manifest(self, **items: Any) -> None:
