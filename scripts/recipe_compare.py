@@ -1,0 +1,138 @@
+"""The few-shot recipe comparison of issue 13: candidate recipes x datasets x 3 seeds x {vanilla, MetaIE}.
+
+Every (recipe, dataset) cell is one ``python -m metaie_utils evaluate`` run under
+``outputs/05_fewshot_eval/recipe-<recipe>-<dataset>/`` (resumable from its results.csv). Workers claim cells
+through files under ``outputs/recipe_compare/claims/`` so that two workers, one per core, share the queue:
+
+    taskset -c 0 env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_compare.py run > rc0.log 2>&1 &
+    taskset -c 1 env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_compare.py run > rc1.log 2>&1 &
+    .venv/bin/python scripts/recipe_compare.py report          # the README's table (markdown)
+
+A worker killed mid-cell leaves its claim; ``run --reclaim`` (with no other worker alive) clears the claims
+and every cell resumes from its results.csv. The meta-model is make run's (``outputs/04_train_meta_model/defaults``,
+trained from the shipped distillation set); ``--model`` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: name -> --set pairs on top of params/defaults.yaml (lr 3e-4, batch 8, cosine, <= 300 steps)
+RECIPES: dict[str, list[str]] = {
+    "fixed300": [],                                   # make run's recipe until now: every instance, 300 steps
+    "neg50": ["fewshot_neg_share=0.5"],               # all-O instances sampled down to half of the fine-tune
+    "balanced": ["fewshot_class_weight=balanced"],    # B/I/O loss weights n / (3 n_tag)
+    "neg50-epochs": ["fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
+}
+DATASETS = ["conll2003", "conll04", "absa-14res", "ner-mix"]
+SEEDS = 3
+TEST_CAP = 50
+
+
+def cell_name(recipe: str, dataset: str) -> str:
+    return f"recipe-{recipe}-{dataset}"
+
+
+def cells(recipes: list[str], datasets: list[str]) -> list[tuple[str, str]]:
+    return [(r, d) for d in datasets for r in recipes]
+
+
+def _finished(name: str) -> bool:
+    return (ROOT / "outputs" / "05_fewshot_eval" / name / "metrics.json").is_file()
+
+
+def run(args) -> int:
+    claims = ROOT / "outputs" / "recipe_compare" / "claims"
+    if args.reclaim and claims.is_dir():
+        for f in claims.iterdir():
+            f.unlink()
+    claims.mkdir(parents=True, exist_ok=True)
+    for recipe, dataset in cells(args.recipes, args.datasets):
+        name = cell_name(recipe, dataset)
+        if _finished(name):
+            continue
+        try:
+            os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue  # another worker has it
+        cmd = [sys.executable, "-m", "metaie_utils", "evaluate", "--model", args.model, "--dataset", dataset,
+               "--seeds", str(args.seeds), "--test-cap", str(args.test_cap), "--run-name", name]
+        for kv in RECIPES[recipe]:
+            cmd += ["--set", kv]
+        t0 = time.time()
+        print(f"[recipe_compare] {time.strftime('%H:%M:%S')} start {name}: {' '.join(cmd[3:])}", flush=True)
+        rc = subprocess.call(cmd, cwd=ROOT)
+        print(f"[recipe_compare] {time.strftime('%H:%M:%S')} end {name}: rc={rc} in {time.time() - t0:.0f} s", flush=True)
+        if rc != 0:
+            (claims / name).unlink(missing_ok=True)
+            return rc
+    return 0
+
+
+def report(args) -> int:
+    import pandas as pd
+
+    from metaie_utils.stages.fewshot.loop import read_results
+
+    lines = ["| dataset (types) | sub-task | recipe | vanilla F1 (spans) | MetaIE F1 (spans) | collapsed fine-tunes | wall |",
+             "|---|---|---|---|---|---|---|"]
+    for recipe, dataset in cells(args.recipes, args.datasets):
+        d = ROOT / "outputs" / "05_fewshot_eval" / cell_name(recipe, dataset)
+        rows = read_results(d / "results.csv") if (d / "results.csv").is_file() else []
+        if not rows:
+            continue
+        df = pd.DataFrame(rows)
+        for c in ("f1", "n_pred", "seed"):
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+        wall = ""
+        man = d / "manifest.json"
+        if man.is_file() and _finished(d.name):
+            import datetime as dt
+            import json
+
+            m = json.loads(man.read_text())
+            if m.get("start_time") and m.get("end_time"):
+                secs = (dt.datetime.fromisoformat(m["end_time"]) - dt.datetime.fromisoformat(m["start_time"])).total_seconds()
+                wall = f"{secs / 60:.0f} min"
+        for sub, g in df.groupby("subtask", sort=False):
+            cell = {}
+            for init in ("vanilla", "metaie"):
+                h = g[g.initialization == init]
+                if h.empty:
+                    cell[init] = "-"
+                    continue
+                seeds = len(h)
+                cell[init] = (f"{100 * h.f1.mean():.1f} ± {100 * h.f1.std(ddof=1) if seeds > 1 else 0:.1f} "
+                              f"({int(h.n_pred.sum())}; {seeds} seeds)")
+            n_coll = int((g.collapsed.fillna("").astype(str) != "").sum())
+            lines.append(f"| {dataset} | {sub} | {recipe} | {cell['vanilla']} | {cell['metaie']} | {n_coll} of {len(g)} | {wall} |")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("action", choices=["run", "report", "list"])
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--datasets", nargs="+", default=DATASETS)
+    p.add_argument("--model", default="outputs/04_train_meta_model/defaults")
+    p.add_argument("--seeds", type=int, default=SEEDS)
+    p.add_argument("--test-cap", type=int, default=TEST_CAP)
+    p.add_argument("--reclaim", action="store_true", help="clear stale claims first (no other worker running)")
+    args = p.parse_args(argv)
+    if args.action == "list":
+        for r, d in cells(args.recipes, args.datasets):
+            print(cell_name(r, d), "finished" if _finished(cell_name(r, d)) else "")
+        return 0
+    return run(args) if args.action == "run" else report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
