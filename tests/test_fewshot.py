@@ -524,3 +524,33 @@ def test_ner_distillation_follows_provenance_to_metaie_sentences_and_teacher(tmp
     assert {r["prompt_version"] for r in rows} == {"ner-v1"} and len(rows) == 6
     info = json.loads((ckpt.parent / "baseline.json").read_text())
     assert info["settings"]["train"]["meta_lr"] == 3e-5  # 04's recipe, read from its manifest
+
+
+def test_two_worker_processes_record_the_same_jobs_as_one(tmp_path):
+    """fewshot_workers=2 runs fine-tunes in spawned processes (one thread each) through the picklable default
+    Backend, on a user's CoNLL files: one row set per job, written by the parent only, and resumable."""
+    pytest.importorskip("metaie_utils.models.trainer")
+    init = _tiny_model(tmp_path / "tiny")
+    for split, n in (("train", 12), ("test", 4)):
+        lines = []
+        for ex in make_examples(n, 7 if split == "train" else 8):
+            tags = ["O"] * len(ex.tokens)
+            for s, e, t in ex.entities:
+                tags[s:e] = [f"B-{t}"] + [f"I-{t}"] * (e - s - 1)
+            lines += [f"{w} {t}" for w, t in zip(ex.tokens, tags)] + [""]
+        (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    spec = f"conll-bio:train={tmp_path / 'train.txt'},test={tmp_path / 'test.txt'},labels=PER:Person;LOC:Location"
+    base = dict(datasets=[spec], initializations=["vanilla"], shots=1, fewshot_seeds=2, test_cap=0, backbone=init,
+                fewshot_lr=5e-3, fewshot_max_steps=3, fewshot_batch_size=4, device="cpu", meta_model="")
+    logs: list[str] = []
+    par = run_fewshot(EvalConfig(**base, fewshot_workers=2), tmp_path / "par", log=logs.append)
+    seq = run_fewshot(EvalConfig(**base, fewshot_workers=1), tmp_path / "seq", log=lambda m: None)
+    key = lambda r: (r["initialization"], r["seed"], r["subtask"], r["n_instances"], r["n_gold"])  # noqa: E731
+    assert sorted(map(key, par)) == sorted(map(key, seq)) and len(par) == 2
+    assert any("2 worker processes, 1 thread(s) each" in m for m in logs)
+    counts = [json.loads(x) for x in (tmp_path / "par" / "counts.jsonl").read_text().splitlines()]
+    assert sorted({str(c["seed"]) for c in counts}) == ["0", "1"]
+    again = run_fewshot(EvalConfig(**base, fewshot_workers=2), tmp_path / "par", log=lambda m: None)
+    assert len(again) == 2  # resumed: nothing re-run, nothing appended twice
+    with pytest.raises(fewshot.FewShotError, match="fewshot_workers = -1"):
+        fewshot.fewshot_workers(EvalConfig(fewshot_workers=-1), 3)

@@ -95,6 +95,7 @@ class EvalConfig(StageConfig):
     fewshot_neg_share: float = 0.0  # 0 = every all-O instance is trained on; s in (0, 1): all-O instances are sampled (seeded) down to at most this share
     fewshot_class_weight: str = "none"  # "none" | "balanced": B/I/O cross-entropy weights n / (3 n_tag) over the fine-tune's tags
     eval_batch_size: int = 64  # (sentence, label) queries per forward pass at test time
+    fewshot_workers: int = 0  # fine-tunes run at once, in worker processes: 0 = one per CPU core (one thread each) on a CPU, 1 on a GPU
     keep_models: bool = False  # True keeps every fine-tuned checkpoint under work/ (large)
     baseline_instances: int = 0  # 0 = match MetaIE's instance count; n = this many pre-training instances
     ner_responses: str = ""  # ner-v1 responses.jsonl (or its 02 run dir); "" = distill now on MetaIE's sentences
@@ -498,6 +499,103 @@ def _score_rows(scores: Mapping[str, Mapping[str, Any]], base: Mapping[str, Any]
     return rows
 
 
+def _cpu_cores() -> int:
+    from metaie_utils.llm.teacher import usable_cores
+
+    return usable_cores()
+
+
+def fewshot_workers(cfg: EvalConfig, n_jobs: int) -> int:
+    """Worker processes of the few-shot loop: ``cfg.fewshot_workers``, where 0 means one per CPU core (one
+    thread each) on a CPU and 1 on a GPU; never more than the jobs left.
+
+    >>> fewshot_workers(EvalConfig(fewshot_workers=3), 2), fewshot_workers(EvalConfig(fewshot_workers=1), 9)
+    (2, 1)
+    """
+    n = cfg.fewshot_workers
+    if n < 0:
+        raise FewShotError(f"fewshot_workers = {n!r}: use 0 (one per CPU core) or the number of fine-tunes to run at once.")
+    if n == 0:
+        from metaie_utils.core.device import pick_device
+
+        try:
+            n = 1 if pick_device(cfg.device) != "cpu" else _cpu_cores()
+        except Exception:  # torch missing: nothing to parallelise
+            n = 1
+    return max(1, min(n, n_jobs))
+
+
+def _picklable(obj: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(obj)
+        return True
+    except Exception:
+        return False
+
+
+def _init_worker(threads: int) -> None:
+    """A worker process of the few-shot loop: ``threads`` intra-op threads, so workers do not contend."""
+    import os
+
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[k] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _job_in_worker(backend: Backend, cfg: EvalConfig, run_dir: Path, name: str, seed: int, init: str, ckpt: str,
+                   recipe: str) -> dict:
+    ds = backend.get_dataset(name)
+    return run_job(backend, cfg, run_dir, ds, name, seed, init, ckpt, recipe)
+
+
+def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str, seed: int, init: str, ckpt: str,
+            recipe: str) -> dict:
+    """One (dataset, seed, initialization): fine-tune on the support set (written by :func:`prepare_support`),
+    extract on the capped test split, score -> ``{"key", "rows", "counts", "log"}`` for the caller to record
+    (one process records, so parallel workers never write the same file)."""
+    support, instances, rec = prepare_support(ds, name, cfg, seed, run_dir)
+    test = capped_test(ds.load("test"), cfg.test_cap)
+    base = {"dataset": name, "task": getattr(ds, "task", ""), "initialization": init, "seed": seed,
+            "n_test": len(test), "test_cap": cfg.test_cap, "shots": cfg.shots,
+            "n_support": rec.get("n_sentences", len(support)), "n_instances": len(instances),
+            "recipe": recipe, "note": ""}
+    work = run_dir / "work" / spec_slug(name) / init / f"seed{seed}"
+    if init == "llm-icl":
+        cap = cfg.icl_test_cap or cfg.test_cap
+        test = capped_test(test, cap) if cap else test
+        base.update(n_test=len(test), test_cap=cap, recipe=f"icl;teacher={cfg.teacher};k={cfg.shots}")
+        extractor = backend.icl_extractor(cfg, instances, ds)
+    else:
+        model_dir = backend.train(instances, ckpt, work / "model", cfg, seed)
+        extractor = backend.load_extractor(model_dir, cfg)
+    try:
+        preds = ds.predict(extractor, test, cfg.eval_batch_size)
+        support_scores = None
+        if init != "llm-icl":  # collapse check: does the fine-tuned model predict anything on its own support?
+            support_scores = backend.score(ds, [ds.gold(ex) for ex in support],
+                                           ds.predict(extractor, support, cfg.eval_batch_size))
+    finally:
+        if callable(getattr(extractor, "close", None)):
+            extractor.close()
+    golds = [ds.gold(ex) for ex in test]
+    # per-sentence counts (counts.jsonl) are recorded with the rows, so every results row has them after a crash
+    # or a resume: `python -m metaie_utils summary RUN_DIR` pairs initializations over them (bootstrap intervals)
+    test_ids = [getattr(ex, "id", None) or str(k) for k, ex in enumerate(test)]
+    subtasks = list(getattr(ds, "subtasks", None) or sorted({k for g in golds for k in g}))
+    counts = counts_records(name, init, seed, test_ids, golds, preds, subtasks)
+    rows = _score_rows(backend.score(ds, golds, preds), base, support_scores)
+    del extractor
+    if init != "llm-icl" and not cfg.keep_models and work.exists():
+        shutil.rmtree(work, ignore_errors=True)
+    lines = collapse_report(rows)
+    lines.append(f"{name} {init} seed{seed}: " + ", ".join(f"{r['subtask']} F1={100 * r['f1']:.2f}" for r in rows))
+    return {"key": (name, init, str(seed)), "rows": rows, "counts": list(counts), "log": lines}
+
+
 def run_fewshot(
     cfg: EvalConfig, run_dir: str | Path, backend: Backend | None = None, log: Callable[[str], None] = print
 ) -> list[dict[str, Any]]:
@@ -533,59 +631,63 @@ def run_fewshot(
     for name in cfg.datasets:
         datasets[name] = backend.get_dataset(name)
 
-    supports: dict[tuple[str, int], tuple[list, list[dict], dict]] = {}
-    jobs = [(d, s, i) for d in cfg.datasets for s in cfg.seeds for i in inits]
-    bar = tqdm(jobs, desc="few-shot", unit="run")
-    for name, seed, init in bar:
-        bar.set_postfix_str(f"{name} {init} seed{seed}")
-        if (name, init, str(seed)) in done:
-            continue
-        ds = datasets[name]
-        if (name, seed) not in supports:  # one support set per (dataset, seed), shared by every initialization
-            supports[(name, seed)] = prepare_support(ds, name, cfg, seed, run_dir)
-        support, instances, record = supports[(name, seed)]
-        test = capped_test(ds.load("test"), cfg.test_cap)
-        base = {"dataset": name, "task": getattr(ds, "task", ""), "initialization": init, "seed": seed,
-                "n_test": len(test), "test_cap": cfg.test_cap, "shots": cfg.shots,
-                "n_support": record.get("n_sentences", len(support)), "n_instances": len(instances),
-                "recipe": recipe, "note": ""}
-        work = run_dir / "work" / spec_slug(name) / init / f"seed{seed}"
-        if init == "llm-icl":
-            if getattr(ds, "task", "ner") != "ner":
-                notes[f"llm-icl/{name}"] = f"skipped: llm-icl is implemented for NER datasets, {name} is {ds.task}"
-                continue
-            cap = cfg.icl_test_cap or cfg.test_cap
-            test = capped_test(test, cap) if cap else test
-            base.update(n_test=len(test), test_cap=cap, recipe=f"icl;teacher={cfg.teacher};k={cfg.shots}")
-            extractor = backend.icl_extractor(cfg, instances, ds)
-        else:
-            model_dir = backend.train(instances, inits[init], work / "model", cfg, seed)
-            extractor = backend.load_extractor(model_dir, cfg)
-        try:
-            preds = ds.predict(extractor, test, cfg.eval_batch_size)
-        finally:
-            if callable(getattr(extractor, "close", None)):
-                extractor.close()
-        golds = [ds.gold(ex) for ex in test]
-        support_scores = None
-        if init != "llm-icl":  # collapse check: does the fine-tuned model predict anything on its own support?
-            support_scores = backend.score(ds, [ds.gold(ex) for ex in support],
-                                           ds.predict(extractor, support, cfg.eval_batch_size))
-        # per-sentence counts first (counts.jsonl), so every results row has them after a crash or a resume:
-        # `python -m metaie_utils summary RUN_DIR` pairs initializations over them (bootstrap intervals)
-        test_ids = [getattr(ex, "id", None) or str(k) for k, ex in enumerate(test)]
-        subtasks = list(getattr(ds, "subtasks", None) or sorted({k for g in golds for k in g}))
-        append_counts(run_dir / "counts.jsonl", counts_records(name, init, seed, test_ids, golds, preds, subtasks))
-        scores = backend.score(ds, golds, preds)
-        rows = _score_rows(scores, base, support_scores)
-        for line in collapse_report(rows):
+    jobs = []
+    for d in cfg.datasets:
+        for s in cfg.seeds:
+            for i in inits:
+                if (d, i, str(s)) in done:
+                    continue
+                if i == "llm-icl" and getattr(datasets[d], "task", "ner") != "ner":
+                    notes[f"llm-icl/{d}"] = f"skipped: llm-icl is implemented for NER datasets, {d} is {datasets[d].task}"
+                    continue
+                jobs.append((d, s, i))
+    for name, seed in dict.fromkeys((d, s) for d, s, _ in jobs):  # one support set per (dataset, seed), shared
+        prepare_support(datasets[name], name, cfg, seed, run_dir)  # by every initialization, written before any job
+
+    def record(out: dict) -> None:
+        append_counts(run_dir / "counts.jsonl", out["counts"])
+        append_results(results_path, out["rows"])
+        done.add(out["key"])
+        for line in out["log"]:
             log(line)
-        append_results(results_path, rows)
-        done.add((name, init, str(seed)))
-        del extractor
-        if init != "llm-icl" and not cfg.keep_models and work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-        log(f"{name} {init} seed{seed}: " + ", ".join(f"{r['subtask']} F1={100 * r['f1']:.2f}" for r in rows))
+
+    workers = fewshot_workers(cfg, len(jobs))
+    if workers > 1 and not _picklable(backend):
+        log(f"few-shot: fewshot_workers={cfg.fewshot_workers} needs a picklable Backend (module-level functions); "
+            "this one is not, so the fine-tunes run one after another")
+        workers = 1
+    bar = tqdm(total=len(jobs), desc="few-shot", unit="run")
+    if workers <= 1:
+        for name, seed, init in jobs:
+            bar.set_postfix_str(f"{name} {init} seed{seed}")
+            record(run_job(backend, cfg, run_dir, datasets[name], name, seed, init, inits[init], recipe))
+            bar.update()
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, _cpu_cores() // workers)
+        log(f"few-shot: {len(jobs)} fine-tunes on {workers} worker processes, {threads} thread(s) each")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            futs = {pool.submit(_job_in_worker, backend, cfg, run_dir, name, seed, init, inits[init], recipe): (name, seed, init)
+                    for name, seed, init in jobs}
+            failed: list[tuple[tuple, BaseException]] = []
+            for fut in as_completed(futs):
+                name, seed, init = futs[fut]
+                if fut.exception() is not None:  # the others still finish and are recorded; the run then fails
+                    failed.append(((name, init, seed), fut.exception()))
+                    log(f"{name} {init} seed{seed}: failed: {fut.exception()!r}")
+                    continue
+                bar.set_postfix_str(f"{name} {init} seed{seed} done")
+                record(fut.result())
+                bar.update()
+        if failed:
+            bar.close()
+            (name, init, seed), err = failed[0]
+            raise FewShotError(f"{len(failed)} of {len(jobs)} few-shot fine-tunes failed, first {name} / {init} / seed {seed}: "
+                               f"{err!r}. The finished ones are in {results_path}; rerun to retry the rest.") from err
+    bar.close()
     (run_dir / "notes.json").write_text(json.dumps(notes, indent=2) + "\n")
     if not cfg.keep_models:
         _remove_empty_dirs(run_dir / "work")
