@@ -41,7 +41,7 @@ def first_stage_labels(ds: Any) -> list[str]:
     """The label strings a dataset queries in its first stage (what ``extract`` asks by default).
 
     NER: the entity label words; RE: the entity label words (none without an entity stage); EE:
-    ``<event> trigger``; ABSA: ``<Polarity> aspect term``; ASTE: ``<Polarity> opinion term``; SRL: none
+    ``Event trigger`` (typed: ``<event> trigger``); ABSA: ``<Polarity> aspect term``; ASTE: ``<Polarity> opinion term``; SRL: none
     (its queries need a predicate).
     """
     task = getattr(ds, "task", "")
@@ -50,9 +50,9 @@ def first_stage_labels(ds: Any) -> list[str]:
     if task == "re":
         return list(ds.entity_labels.values()) if getattr(ds, "entity_stage", True) else []
     if task == "ee":
-        from metaie_utils.tasks.ee import trigger_label
+        from metaie_utils.tasks.ee import UNTYPED_TRIGGER, trigger_label
 
-        return [trigger_label(v) for v in ds.event_labels.values()]
+        return [trigger_label(v) for v in ds.event_labels.values()] if ds.typed else [UNTYPED_TRIGGER]
     if task in ("absa", "aste"):
         from metaie_utils.tasks.absa import POLARITIES, aspect_label, opinion_label
 

@@ -67,6 +67,23 @@ def plan(params: Mapping[str, Any], stages: Iterable[str], reuse: Mapping[str, s
     return out
 
 
+def _kernel_manager_class() -> type:
+    """The notebook kernel's manager: CurveZMQ-encrypted where pyzmq has curve and jupyter_client can provision
+    it (ipykernel >= 7 otherwise warns on every stage that its TCP sockets are plain text); the default elsewhere."""
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    if not (zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names()):
+        return KernelManager
+
+    class EncryptedKernelManager(KernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport_encryption", "auto")
+            super().__init__(**kwargs)
+
+    return EncryptedKernelManager
+
+
 def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_output: bool = False) -> Path:
     """Run one notebook with papermill; raise :class:`StageFailed` naming the notebook, cell and error."""
     import papermill as pm
@@ -81,6 +98,7 @@ def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_
         pm.execute_notebook(
             str(nb_in), str(nb_out), parameters=dict(parameters), cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
             progress_bar=sys.stderr.isatty(), log_output=log_output, request_save_on_cell_execute=True,
+            kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as e:
         raise StageFailed(

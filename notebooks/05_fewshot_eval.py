@@ -73,6 +73,7 @@ fewshot_max_steps = 300  # 0: epochs decide; n > 0 caps optimizer steps (the sam
 fewshot_neg_share = 0.0  # 0: every all-O instance is trained on; s in (0, 1): all-O instances sampled down to this share
 fewshot_class_weight = "none"  # "none" | "balanced": B/I/O loss weights n / (3 n_tag)
 eval_batch_size = 64  # (sentence, label) queries per forward pass
+gold_anchor_rows = True  # two-stage tasks also score stage 2 on the gold anchors (<subtask>@gold rows)
 fewshot_workers = 0  # fine-tunes at once in worker processes; 0: one per CPU core, one thread each (1 on a GPU)
 keep_models = False  # True keeps every fine-tuned checkpoint under work/
 baseline_instances = 0  # 0: MetaIE's instance count; n: pre-training instances of ner-distill/multiie

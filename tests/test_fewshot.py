@@ -554,3 +554,38 @@ def test_two_worker_processes_record_the_same_jobs_as_one(tmp_path):
     assert len(again) == 2  # resumed: nothing re-run, nothing appended twice
     with pytest.raises(fewshot.FewShotError, match="fewshot_workers = -1"):
         fewshot.fewshot_workers(EvalConfig(fewshot_workers=-1), 3)
+
+
+class AnchoredNER(FakeNER):
+    """FakeNER with a 'stage 2' that scores differently on gold anchors, and type-free support sentences."""
+
+    gold_anchor_subtasks = ("entity",)
+    support_negatives = True
+
+    def predict(self, extractor, examples, batch_size: int = 64, anchors: str = "predicted"):
+        if anchors == "gold":  # stage 2 on gold anchors: here, the gold itself
+            return [self.gold(ex) for ex in examples]
+        return [{"entity": set()} for _ in examples]  # end to end: the first stage found nothing
+
+
+def test_gold_anchor_rows_and_type_free_support_sentences(tmp_path):
+    """Two-stage tasks get a ``<subtask>@gold`` row next to the end-to-end one (issue 15), so a weak first
+    stage shows as 0 end to end and high on gold anchors; type-free sentences join the support set."""
+    ds = AnchoredNER(n_train=40)
+    backend = Backend(get_dataset=lambda n: ds, score=fake_score, train=lambda i, init, out, cfg, seed: out,
+                      load_extractor=lambda p, cfg: OracleExtractor(), icl_extractor=lambda *a: None,
+                      build_init=lambda name, cfg: f"/init/{name}")
+    cfg = EvalConfig(datasets=["fake"], initializations=["vanilla"], shots=2, fewshot_seeds=1, test_cap=8, meta_model="")
+    rows = {r["subtask"]: r for r in run_fewshot(cfg, tmp_path, backend, log=lambda m: None)}
+    assert set(rows) == {"entity", "entity@gold"}
+    assert float(rows["entity"]["f1"]) == 0.0 and float(rows["entity@gold"]["f1"]) == 1.0
+    counts = [json.loads(line) for line in (tmp_path / "counts.jsonl").read_text().splitlines()]
+    assert {c["subtask"] for c in counts} == {"entity", "entity@gold"}
+    sup = json.loads((tmp_path / "support" / "fake" / "seed0.json").read_text())
+    pool = ds.load("train")
+    free = [i for i in sup["indices"] if not pool[i].entities]
+    assert sup["n_type_free"] == len(free) >= 1  # a quarter of the fake pool has no entity
+    cfg_off = EvalConfig(datasets=["fake"], initializations=["vanilla"], shots=2, fewshot_seeds=1, test_cap=8,
+                         meta_model="", gold_anchor_rows=False)
+    rows_off = run_fewshot(cfg_off, tmp_path / "off", backend, log=lambda m: None)
+    assert {r["subtask"] for r in rows_off} == {"entity"}

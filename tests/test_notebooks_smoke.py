@@ -101,3 +101,20 @@ def test_notebook_05_alone_predicts_spans(tmp_path):
     rows = list(csv.DictReader(open(d / "results.csv", encoding="utf-8")))
     van = [r for r in rows if r["initialization"] == "vanilla"]
     assert van and int(van[0]["n_pred"]) > 0 and float(van[0]["f1"]) > 0, van
+
+
+def test_executed_notebooks_are_clean(smoke_run):
+    """What a user sees after Run All (issue 14): no Trainer loss dicts or tqdm fallback warnings on stderr,
+    and no figure shown twice (a cell that saves a figure must not also return it)."""
+    import nbformat
+
+    _, dirs = smoke_run
+    for stage, d in dirs.items():
+        nb = nbformat.read(d / f"{stage}.ipynb", as_version=4)
+        stderr = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                         for o in c.get("outputs", []) if o.get("name") == "stderr")
+        assert "IProgress not found" not in stderr, f"{stage}: progress bars fell back to text (ipywidgets missing?)"
+        assert "'loss':" not in stderr and "'train_runtime':" not in stderr, f"{stage}: Trainer logs on stderr"
+        images = [o["data"]["image/png"] for c in nb.cells if c.cell_type == "code"
+                  for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert len(images) == len(set(images)), f"{stage}: a figure is shown twice"

@@ -76,3 +76,13 @@ def test_keys_unused_by_the_recorded_run_do_not_count_as_differences(tmp_path):
         "protocol_eval": (False, True), "protocol_lr": (5e-4, 3e-4)}
     assert param_diff(tmp_path, {"label_subset": "top_k", "label_top_k": 5}) == {
         "label_subset": ("all", "top_k"), "label_top_k": (100, 5)}
+
+
+def test_notebook_kernels_are_encrypted_where_zmq_can():
+    """ipykernel >= 7 warns on every stage when its sockets are plain TCP; the pipeline provisions CurveZMQ keys."""
+    zmq = pytest.importorskip("zmq")
+    from metaie_utils.pipeline import _kernel_manager_class
+
+    km = _kernel_manager_class()()
+    if zmq.has("curve") and hasattr(km, "transport_encryption"):
+        assert km.transport_encryption == "auto"

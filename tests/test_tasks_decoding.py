@@ -167,10 +167,10 @@ def test_semeval_relation_classification_as_queries():
 
 
 # --- EE -------------------------------------------------------------------------------------------
-def test_ee_triggers_then_arguments():
+def test_ee_typed_triggers_then_arguments():
     ds = toy(EEDataset, {"Databreach": "Data breach", "Phishing": "Phishing"},
              {"Attacker": "Attacker", "Victim": "Victim", "Trusted-Entity": "Trusted entity"},
-             {"Databreach": ["Attacker", "Victim"], "Phishing": ["Attacker", "Trusted-Entity"]})
+             {"Databreach": ["Attacker", "Victim"], "Phishing": ["Attacker", "Trusted-Entity"]}, typed=True)
     ex = Example("t/0", "Hackers breached Target yesterday".split(),
                  events=[Event((1, 2), "Databreach", [(0, 1, "Attacker"), (2, 3, "Victim")])])
     sent = " ".join(ex.tokens)
@@ -185,6 +185,49 @@ def test_ee_triggers_then_arguments():
     # the Phishing reading lost the conflict, so its roles were never asked
     assert not any("Trusted entity" in lab for _, lab in fx.queries)
     assert pred["trigger_id"] == {(1, 2)} and pred["argument_id"] == {(1, 2, 0, 1), (1, 2, 2, 3)}
+
+
+CASIE_LIKE = ({"Databreach": "Data breach", "Phishing": "Phishing", "Ransom": "Ransom"},
+              {"Attacker": "Attacker", "Victim": "Victim", "Price": "Price"},
+              {"Databreach": ["Attacker", "Victim"], "Phishing": ["Attacker"], "Ransom": ["Attacker", "Price"]})
+
+
+def test_ee_untyped_is_the_papers_T_and_A():
+    """The default: one ``Event trigger`` query, one ``Argument for Trigger "x"`` query per trigger, scored as
+    unlabeled triggers (T) and trigger-argument pairs (A); multi-word triggers keep their exact offsets."""
+    ds = toy(EEDataset, *CASIE_LIKE)
+    assert ds.subtasks == ("trigger_id", "argument_id") and not ds.typed
+    ex = Example("t/0", "Hackers breached Target and asked them to pay the ransom of 5 BTC".split(), events=[
+        Event((1, 2), "Databreach", [(0, 1, "Attacker"), (2, 3, "Victim")]),
+        Event((7, 10), "Ransom", [(0, 1, "Attacker"), (11, 13, "Price")])])
+    sent = " ".join(ex.tokens)
+    labels = [" ".join(i["words"][:i["words"].index(":")]) for i in ds.instances(ex)]
+    assert labels == ["Event trigger", "Argument for Trigger `` breached ''", "Argument for Trigger `` pay the ransom ''"]
+    assert ds.instances(ex)[0]["ner"][-13:] == ["O", "B", "O", "O", "O", "O", "O", "B", "I", "I", "O", "O", "O"]
+    fx = PlantedExtractor({
+        (sent, "Event trigger"): [(1, 2, 0.9), (7, 10, 0.8)],
+        (sent, 'Argument for Trigger "breached"'): [(0, 1, 0.8), (2, 3, 0.7)],
+        (sent, 'Argument for Trigger "pay the ransom"'): [(0, 1, 0.6), (11, 13, 0.9)],
+    })
+    pred = ds.predict(fx, [ex])[0]
+    assert pred == ds.gold(ex)
+    assert pred["trigger_id"] == {(1, 2), (7, 10)}
+    assert pred["argument_id"] == {(1, 2, 0, 1), (1, 2, 2, 3), (7, 10, 0, 1), (7, 10, 11, 13)}
+    assert {lab for _, lab in fx.queries} == {"Event trigger", 'Argument for Trigger "breached"',
+                                               'Argument for Trigger "pay the ransom"'}
+    r = score(ds, [ds.gold(ex)], [pred])
+    assert r["trigger_id"]["f1"] == 1.0 and r["argument_id"]["f1"] == 1.0
+
+
+def test_ee_gold_anchors_ask_arguments_of_the_gold_triggers():
+    """``anchors="gold"``: stage 2 runs on the gold triggers even when stage 1 missed them."""
+    ds = toy(EEDataset, *CASIE_LIKE)
+    ex = Example("t/0", "Hackers breached Target".split(), events=[Event((1, 2), "Databreach", [(0, 1, "Attacker")])])
+    sent = " ".join(ex.tokens)
+    fx = PlantedExtractor({(sent, 'Argument for Trigger "breached"'): [(0, 1, 0.8)]})  # stage 1 finds nothing
+    assert ds.predict(fx, [ex])[0] == {"trigger_id": set(), "argument_id": set()}
+    assert ds.predict(fx, [ex], anchors="gold")[0]["argument_id"] == {(1, 2, 0, 1)}
+    assert ds.gold_anchor_subtasks == ("argument_id",)
 
 
 # --- SRL ------------------------------------------------------------------------------------------
@@ -263,15 +306,17 @@ def test_oracle_round_trip(name, split, min_f1):
         assert r["f1"] >= min_f1, (sub, r)
 
 
-def test_oracle_round_trip_casie_document():
+@pytest.mark.parametrize("events,keys", [("untyped", ("trigger_id", "argument_id")), ("typed", ("trigger", "argument"))])
+def test_oracle_round_trip_casie_document(events, keys):
     from metaie_utils.core.paths import data_file
     from metaie_utils.tasks import readers as R
 
-    ds = get_dataset("casie")
+    ds = get_dataset("casie", events=events)
     exs, _ = R.read_casie_doc(data_file("casie", "annotation", "10003.json"), "c")
     pred = ds.predict(OracleExtractor(ds, exs), exs)
     res = score(ds, [ds.gold(e) for e in exs], pred)
-    assert res["trigger"]["f1"] >= 0.95 and res["argument"]["f1"] >= 0.9, res
+    assert set(res) == set(ds.subtasks)
+    assert res[keys[0]]["f1"] >= 0.95 and res[keys[1]]["f1"] >= 0.9, res
 
 
 class ResolvingExtractor(PlantedExtractor):

@@ -85,6 +85,7 @@ class ASTEDataset(_SentimentDataset):
 
     task = "aste"
     subtasks = ("opinion", "triplet")
+    gold_anchor_subtasks = ("triplet",)  # aspects given the gold opinion terms
 
     @staticmethod
     def aspect_queries(tokens: Sequence[str], opinions: Sequence[tuple[int, int, str]]) -> dict[str, list[tuple[int, int, str]]]:

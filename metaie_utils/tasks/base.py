@@ -211,6 +211,10 @@ class TaskDataset:
 
     task: ClassVar[str] = ""
     subtasks: ClassVar[tuple[str, ...]] = ()
+    #: stage-2 sub-tasks that ``predict(..., anchors="gold")`` can score on the gold first-stage anchors
+    gold_anchor_subtasks: ClassVar[tuple[str, ...]] = ()
+    #: True: sentences with no type join the few-shot support set in their natural share of the pool
+    support_negatives: ClassVar[bool] = False
 
     def __init__(self, name: str, splits: Sequence[str]):
         self.name = name

@@ -53,6 +53,7 @@ class REDataset(TaskDataset):
 
     task = "re"
     subtasks = ("entity", "relation", "relation_boundary")
+    gold_anchor_subtasks = ("relation",)  # relations given the gold entities (Cuckoo's protocol gives the head)
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class REDataset(TaskDataset):
         self.type_of_label = {v: k for k, v in self.entity_labels.items()}
         if not entity_stage:
             self.subtasks = ("relation", "relation_boundary")
+            self.gold_anchor_subtasks = ()  # the marked entities already are gold: nothing to add
 
     def _read(self, split: str) -> list[Example]:
         exs = self.readers[split]()
@@ -137,7 +139,8 @@ class REDataset(TaskDataset):
         """Stage 1 entities, then ``<head> <relation phrase>`` queries on the anchors.
 
         ``anchors="predicted"`` (end to end) uses stage-1 entities as heads; ``"gold"`` uses the gold
-        entities (Cuckoo's protocol gives the gold head), still scoring the predicted entities.
+        entities (Cuckoo's protocol gives the gold head) as heads, and their types for the tails they
+        cover, still scoring the predicted entities.
         """
         if anchors not in ("predicted", "gold"):
             raise ValueError(f"anchors={anchors!r}; use 'predicted' or 'gold'")
@@ -152,8 +155,10 @@ class REDataset(TaskDataset):
         queries = [self.relation_queries(ex.tokens, hs) for ex, hs in zip(examples, heads)]
         res2 = run_queries(extractor, texts, [list(q) for q in queries], batch_size, desc=f"{self.name} relations")
         out = []
-        for en, q, spans in zip(ents, queries, res2):
+        for ex, en, q, spans in zip(examples, ents, queries, res2):
             type_at = {(s, e): t for s, e, t in en}
+            if anchors == "gold":
+                type_at.update({(s, e): t for s, e, t in ex.entities})
             rels = set()
             for s, e, lab, _ in spans:
                 for h, r in q[lab]:

@@ -342,13 +342,21 @@ def _read_casie_split(root: str, split: str) -> list[Example]:
     return out
 
 
-def casie(**options) -> EEDataset:
-    """CASIE cybersecurity events, sentence level, UIE document split (train also serves MultiIE)."""
+def casie(events: str = "untyped", **options) -> EEDataset:
+    """CASIE cybersecurity events, sentence level, UIE document split (train also serves MultiIE).
+
+    ``events``: ``"untyped"`` (default, the paper's protocol: ``Event trigger`` and ``Argument for Trigger
+    "x"`` queries, scored as unlabeled triggers T and trigger-argument pairs A) or ``"typed"`` (per event
+    type and role, adding Trig-C / Arg-C); as a spec, ``casie:events=typed``."""
     _options_error("casie", options, [])
+    if events not in ("untyped", "typed"):
+        raise UserError(f"casie: events={events!r}; use 'untyped' (the paper's T / A) or 'typed'.")
     root = str(data_dir() / "casie" / "annotation")
     readers = {s: _fresh(_disk_cached, _read_casie_split, root, s) for s in ("train", "dev", "test")}
     roles = sorted({r for rs in CASIE_ROLES.values() for r in rs})
-    return EEDataset("casie", readers, LABELS["casie-event"], {r: verbalize(r) for r in roles}, CASIE_ROLES)
+    name = "casie" if events == "untyped" else "casie-typed"
+    return EEDataset(name, readers, LABELS["casie-event"], {r: verbalize(r) for r in roles}, CASIE_ROLES,
+                     typed=events == "typed")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -436,15 +444,18 @@ ALIASES = {"bionlp2004": "jnlpba", "wnut17": "wnut2017", "ncbi_disease": "ncbi-d
 
 
 def score(dataset: TaskDataset, gold_list: Sequence[dict[str, set[tuple]]], pred_list: Sequence[dict[str, set[tuple]]]) -> dict[str, dict]:
-    """Micro P/R/F1 (offset-exact) per sub-task: ``{subtask: prf-dict}`` over ``dataset.subtasks``.
+    """Micro P/R/F1 (offset-exact) per sub-task: ``{subtask: prf-dict}`` over ``dataset.subtasks``, then any
+    ``<subtask>@gold`` keys of the gold dicts (stage 2 on gold anchors, added by the few-shot loop).
 
+    >>> from metaie_utils.tasks import get_dataset
     >>> ds = get_dataset("conll2003")
     >>> score(ds, [{"entity": {(0, 1, "PER")}}], [{"entity": {(0, 1, "PER"), (2, 3, "LOC")}}])["entity"]["precision"]
     0.5
     """
     if len(gold_list) != len(pred_list):
         raise ValueError(f"score got {len(gold_list)} gold and {len(pred_list)} predicted examples; pass one dict per example to both.")
-    keys = list(dataset.subtasks) or sorted({k for g in gold_list for k in g})
+    keys = list(dataset.subtasks) or sorted({k for g in gold_list for k in g if "@" not in k})
+    keys += sorted({k for g in gold_list for k in g if "@" in k and k not in keys})  # <subtask>@gold rows
     return {k: prf([g.get(k, set()) for g in gold_list], [p.get(k, set()) for p in pred_list]) for k in keys}
 
 

@@ -41,6 +41,7 @@ from metaie_utils.stages.fewshot.support import (
     SAMPLERS,
     FewShotError,
     _user_error,
+    add_negatives,
     capped_test,
     jsonable,
     mention_counter,
@@ -95,6 +96,7 @@ class EvalConfig(StageConfig):
     fewshot_neg_share: float = 0.0  # 0 = every all-O instance is trained on; s in (0, 1): all-O instances are sampled (seeded) down to at most this share
     fewshot_class_weight: str = "none"  # "none" | "balanced": B/I/O cross-entropy weights n / (3 n_tag) over the fine-tune's tags
     eval_batch_size: int = 64  # (sentence, label) queries per forward pass at test time
+    gold_anchor_rows: bool = True  # two-stage tasks also score stage 2 on the gold anchors (<subtask>@gold rows)
     fewshot_workers: int = 0  # fine-tunes run at once, in worker processes: 0 = one per CPU core (one thread each) on a CPU, 1 on a GPU
     keep_models: bool = False  # True keeps every fine-tuned checkpoint under work/ (large)
     baseline_instances: int = 0  # 0 = match MetaIE's instance count; n = this many pre-training instances
@@ -468,6 +470,8 @@ def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir
     else:
         idx = sample_support(pool, dataset.example_types, cfg.shots, seed, counts_of=counts_of,
                              types=dataset.types(pool), method=cfg.fewshot_sampler, where=f"the {split} split of {name}")
+        if getattr(dataset, "support_negatives", False):  # e.g. event-free sentences, in their natural share
+            idx = add_negatives(pool, idx, dataset.example_types, seed)
         record = None
     support = [pool[i] for i in idx]
     instances = _flatten_instances(dataset, support)
@@ -475,6 +479,7 @@ def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir
         record = {"dataset": name, "split": split, "seed": seed, "shots": cfg.shots, "n_pool": len(pool),
                   "fixed": name in FIXED_SUPPORT,
                   "indices": idx, "n_sentences": len(idx), "n_instances": len(instances),
+                  "n_type_free": sum(1 for ex in support if not set(dataset.example_types(ex))),
                   "sampler": "fixed" if name in FIXED_SUPPORT else cfg.fewshot_sampler,
                   "type_counts": support_type_counts(support, dataset.example_types, counts_of),
                   "short_types": short_types(pool, dataset.example_types, cfg.shots, counts_of),
@@ -497,6 +502,16 @@ def _score_rows(scores: Mapping[str, Mapping[str, Any]], base: Mapping[str, Any]
                  support_n_pred=sup, collapsed=collapse_flag(m.get("n_pred", ""), sup))
         rows.append(r)
     return rows
+
+
+def gold_anchor_key(subtask: str) -> str:
+    """The results sub-task of ``subtask`` scored on gold anchors (relations given the gold entities, arguments
+    given the gold triggers, ASTE aspects given the gold opinion terms).
+
+    >>> gold_anchor_key("relation")
+    'relation@gold'
+    """
+    return f"{subtask}@gold"
 
 
 def _cpu_cores() -> int:
@@ -572,8 +587,12 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
     else:
         model_dir = backend.train(instances, ckpt, work / "model", cfg, seed)
         extractor = backend.load_extractor(model_dir, cfg)
+    anchored = tuple(getattr(ds, "gold_anchor_subtasks", ()) or ()) if cfg.gold_anchor_rows else ()
     try:
         preds = ds.predict(extractor, test, cfg.eval_batch_size)
+        if anchored:  # stage 2 again on the gold anchors: a weak first stage told apart from a weak second one
+            for p, gp in zip(preds, ds.predict(extractor, test, cfg.eval_batch_size, anchors="gold")):
+                p.update({gold_anchor_key(k): gp.get(k, set()) for k in anchored})
         support_scores = None
         if init != "llm-icl":  # collapse check: does the fine-tuned model predict anything on its own support?
             support_scores = backend.score(ds, [ds.gold(ex) for ex in support],
@@ -582,10 +601,13 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
         if callable(getattr(extractor, "close", None)):
             extractor.close()
     golds = [ds.gold(ex) for ex in test]
+    for g in golds:
+        g.update({gold_anchor_key(k): g.get(k, set()) for k in anchored})
     # per-sentence counts (counts.jsonl) are recorded with the rows, so every results row has them after a crash
     # or a resume: `python -m metaie_utils summary RUN_DIR` pairs initializations over them (bootstrap intervals)
     test_ids = [getattr(ex, "id", None) or str(k) for k, ex in enumerate(test)]
-    subtasks = list(getattr(ds, "subtasks", None) or sorted({k for g in golds for k in g}))
+    subtasks = list(getattr(ds, "subtasks", None) or sorted({k for g in golds for k in g} - {gold_anchor_key(k) for k in anchored}))
+    subtasks += [gold_anchor_key(k) for k in anchored]
     counts = counts_records(name, init, seed, test_ids, golds, preds, subtasks)
     rows = _score_rows(backend.score(ds, golds, preds), base, support_scores)
     del extractor

@@ -96,6 +96,23 @@ def sample_support(
     return sorted(chosen)
 
 
+def add_negatives(examples: Sequence[Any], chosen: Sequence[int], types_of: Callable[[Any], Iterable[str]],
+                  seed: int) -> list[int]:
+    """``chosen`` plus seeded type-free examples in their natural share of ``examples`` (about half of CASIE's
+    sentences have no event; a support set without them never shows the model a sentence to leave empty).
+
+    >>> exs = [{"A"}, set(), {"A"}, set(), {"A"}, set()]
+    >>> add_negatives(exs, [0, 2], lambda ex: ex, seed=0)
+    [0, 2, 3, 5]
+    """
+    free = [i for i, ex in enumerate(examples) if not set(types_of(ex))]
+    if not free or len(free) == len(examples) or not chosen:
+        return sorted(chosen)
+    share = len(free) / len(examples)
+    n = min(len(free), round(len(chosen) * share / (1 - share)))
+    return sorted(set(chosen) | set(random.Random(seed).sample(free, n)))
+
+
 def short_types(examples: Sequence[Any], types_of: Callable, k: int, counts_of: Callable | None = None,
                 types: Iterable[str] | None = None) -> dict[str, int]:
     """``{type: mentions}`` of the types with fewer than ``k`` mentions in ``examples`` (sampled best effort).
