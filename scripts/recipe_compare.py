@@ -8,7 +8,8 @@ through files under ``outputs/recipe_compare/claims/`` so that two workers, one 
     taskset -c 1 env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_compare.py run > rc1.log 2>&1 &
     .venv/bin/python scripts/recipe_compare.py report          # the README's table (markdown)
 
-A worker killed mid-cell leaves its claim; ``run --reclaim`` (with no other worker alive) clears the claims
+``--seeds 1`` first gives every cell one seed; a later ``run --seeds 3`` extends each finished cell to three
+(``--set overwrite=true`` reopens it, results.csv keeps the seeds it has). A worker killed mid-cell leaves its claim; ``run --reclaim`` (with no other worker alive) clears the claims
 and every cell resumes from its results.csv. The meta-model is make run's (``outputs/04_train_meta_model/defaults``,
 trained from the shipped distillation set); ``--model`` points elsewhere.
 """
@@ -44,8 +45,33 @@ def cells(recipes: list[str], datasets: list[str]) -> list[tuple[str, str]]:
     return [(r, d) for d in datasets for r in recipes]
 
 
-def _finished(name: str) -> bool:
-    return (ROOT / "outputs" / "05_fewshot_eval" / name / "metrics.json").is_file()
+def _cell_dir(name: str) -> Path:
+    return ROOT / "outputs" / "05_fewshot_eval" / name
+
+
+def _seeds_done(name: str) -> int:
+    """Seeds of a finished cell (0: not finished). A cell run with fewer seeds is extended, not redone."""
+    import json
+
+    d = _cell_dir(name)
+    if not (d / "metrics.json").is_file():
+        return 0
+    return int(json.loads((d / "manifest.json").read_text()).get("params", {}).get("fewshot_seeds", 1))
+
+
+def _finished(name: str, seeds: int = 1) -> bool:
+    return _seeds_done(name) >= seeds
+
+
+def _add_wall(name: str, seeds: int, secs: float) -> None:
+    """Every invocation's wall time, summed by the report (an extended cell's manifest times cover only the
+    last extension)."""
+    import json
+
+    f = _cell_dir(name) / "recipe_compare_wall.json"
+    walls = json.loads(f.read_text()) if f.is_file() else []
+    walls.append({"seeds": seeds, "seconds": round(secs, 1), "end": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    f.write_text(json.dumps(walls, indent=1) + "\n")
 
 
 def run(args) -> int:
@@ -56,7 +82,7 @@ def run(args) -> int:
     claims.mkdir(parents=True, exist_ok=True)
     for recipe, dataset in cells(args.recipes, args.datasets):
         name = cell_name(recipe, dataset)
-        if _finished(name):
+        if _finished(name, args.seeds):
             continue
         try:
             os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -66,10 +92,14 @@ def run(args) -> int:
                "--seeds", str(args.seeds), "--test-cap", str(args.test_cap), "--run-name", name]
         for kv in RECIPES[recipe]:
             cmd += ["--set", kv]
+        if _seeds_done(name):  # finished with fewer seeds: reopen it; results.csv keeps the seeds it has
+            cmd += ["--set", "overwrite=true"]
         t0 = time.time()
         print(f"[recipe_compare] {time.strftime('%H:%M:%S')} start {name}: {' '.join(cmd[3:])}", flush=True)
         rc = subprocess.call(cmd, cwd=ROOT)
         print(f"[recipe_compare] {time.strftime('%H:%M:%S')} end {name}: rc={rc} in {time.time() - t0:.0f} s", flush=True)
+        if _cell_dir(name).is_dir():
+            _add_wall(name, args.seeds, time.time() - t0)
         if rc != 0:
             (claims / name).unlink(missing_ok=True)
             return rc
@@ -92,15 +122,13 @@ def report(args) -> int:
         for c in ("f1", "n_pred", "seed"):
             df[c] = pd.to_numeric(df[c], errors="coerce")
         wall = ""
-        man = d / "manifest.json"
-        if man.is_file() and _finished(d.name):
-            import datetime as dt
+        wf = d / "recipe_compare_wall.json"
+        if wf.is_file():
             import json
 
-            m = json.loads(man.read_text())
-            if m.get("start_time") and m.get("end_time"):
-                secs = (dt.datetime.fromisoformat(m["end_time"]) - dt.datetime.fromisoformat(m["start_time"])).total_seconds()
-                wall = f"{secs / 60:.0f} min"
+            secs = sum(w["seconds"] for w in json.loads(wf.read_text()))
+            n_ft = df.drop_duplicates(["initialization", "seed"]).shape[0]
+            wall = f"{secs / 60:.0f} min ({secs / max(1, n_ft) / 60:.1f} per fine-tune)"
         for sub, g in df.groupby("subtask", sort=False):
             cell = {}
             for init in ("vanilla", "metaie"):
@@ -123,13 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--datasets", nargs="+", default=DATASETS)
     p.add_argument("--model", default="outputs/04_train_meta_model/defaults")
-    p.add_argument("--seeds", type=int, default=SEEDS)
+    p.add_argument("--seeds", type=int, default=SEEDS, help="seeds per cell; a cell finished with fewer is extended")
     p.add_argument("--test-cap", type=int, default=TEST_CAP)
     p.add_argument("--reclaim", action="store_true", help="clear stale claims first (no other worker running)")
     args = p.parse_args(argv)
     if args.action == "list":
         for r, d in cells(args.recipes, args.datasets):
-            print(cell_name(r, d), "finished" if _finished(cell_name(r, d)) else "")
+            n = _seeds_done(cell_name(r, d))
+            print(cell_name(r, d), f"finished with {n} seed(s)" if n else "")
         return 0
     return run(args) if args.action == "run" else report(args)
 

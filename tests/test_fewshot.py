@@ -589,3 +589,30 @@ def test_gold_anchor_rows_and_type_free_support_sentences(tmp_path):
                          meta_model="", gold_anchor_rows=False)
     rows_off = run_fewshot(cfg_off, tmp_path / "off", backend, log=lambda m: None)
     assert {r["subtask"] for r in rows_off} == {"entity"}
+
+
+def test_multiie_never_pretrains_on_the_evaluated_dataset(tmp_path):
+    """MultiIE is built per evaluated dataset without the sources that are that dataset (issue 15): CASIE's
+    train split is a MultiIE source, so evaluating on CASIE gets a checkpoint without it, recorded per row."""
+    built = []
+
+    def build_init(name, cfg):
+        built.append((name, tuple(cfg.multiie_datasets)))
+        return f"/init/{name}-{len(cfg.multiie_datasets)}"
+
+    trained = []
+    backend = Backend(get_dataset=lambda n: FakeNER(n), score=fake_score,
+                      train=lambda i, init, out, cfg, seed: trained.append((str(out), init)) or out,
+                      load_extractor=lambda p, cfg: OracleExtractor(), icl_extractor=lambda *a: None, build_init=build_init)
+    cfg = EvalConfig(datasets=["casie:events=typed", "conll2003"], initializations=["multiie"], shots=2, fewshot_seeds=1,
+                     test_cap=8, meta_model="", multiie_datasets=["ncbi-disease", "semeval2010-task8", "casie"])
+    rows = {r["dataset"]: r for r in run_fewshot(cfg, tmp_path, backend, log=lambda m: None)}
+    assert built == [("multiie", ("ncbi-disease", "semeval2010-task8")), ("multiie", ("ncbi-disease", "semeval2010-task8", "casie"))]
+    assert rows["casie:events=typed"]["pretrain_sources"] == "ncbi-disease+semeval2010-task8"
+    assert "without casie" in rows["casie:events=typed"]["note"]
+    assert rows["conll2003"]["pretrain_sources"] == "ncbi-disease+semeval2010-task8+casie" and rows["conll2003"]["note"] == ""
+    assert {init for _, init in trained} == {"/init/multiie-2", "/init/multiie-3"}
+    # a dataset that is every source: skipped with a note, not trained on itself
+    cfg1 = cfg.model_copy(update={"datasets": ["casie"], "multiie_datasets": ["casie"]})
+    assert run_fewshot(cfg1, tmp_path / "only", backend, log=lambda m: None) == []
+    assert "evaluated dataset" in json.loads((tmp_path / "only" / "notes.json").read_text())["multiie/casie"]

@@ -439,6 +439,7 @@ DATASETS: dict[str, Callable[..., TaskDataset]] = {
     "spert-json": spert_json,
     "aste-file": aste_file,
 }
+GENERIC_READERS = ("conll-bio", "spert-json", "aste-file")  # kinds that read a user's own files
 ALIASES = {"bionlp2004": "jnlpba", "wnut17": "wnut2017", "ncbi_disease": "ncbi-disease", "semeval2010_task8": "semeval2010-task8",
            "up_ewt": "up-ewt", "qasrl": "qasrl-gs", "14lap": "aste-14lap", "14res": "aste-14res"}
 

@@ -6,9 +6,11 @@
   instances exactly as in stage 03, subsampled to MetaIE's instance count, and trained with stage 04's
   recipe.
 - ``multiie`` (IE-level transfer on human annotations): the paper merges FewNERD + FewRel + FewEvent.
-  Those are not available offline, so the default substitute merges human-annotated NER + RE + EE data
-  that is outside every evaluation set: NCBI-disease (NER), SemEval-2010 Task 8 (RE) and the CASIE train
-  split (EE), turned into instances by each task's ``instances(ex)``, subsampled to MetaIE's count.
+  Those are not available offline, so the default substitute merges human-annotated NER + RE + EE data:
+  NCBI-disease (NER), SemEval-2010 Task 8 (RE) and the CASIE train split (EE), turned into instances by
+  each task's ``instances(ex)``, subsampled to MetaIE's count. The checkpoint is built per evaluated
+  dataset: a source that IS the evaluated dataset (CASIE when CASIE is scored) is left out, so MultiIE is
+  never a supervised cell among few-shot ones (``pretrain_sources`` and ``note`` in results.csv say which).
   Users who have the paper's sets can list them in ``multiie_datasets`` once a reader is registered in
   ``tasks.DATASETS`` under ``fewnerd`` / ``fewrel`` / ``fewevent``.
 - ``llm-icl``: the teacher prompted with the K-shot support sentences as in-context examples, answering

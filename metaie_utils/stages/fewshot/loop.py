@@ -61,7 +61,7 @@ INITIALIZATIONS: tuple[str, ...] = ("vanilla", "metaie", "ner-distill", "multiie
 RESULT_FIELDS = [
     "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
     "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
-    "support_n_pred", "collapsed",
+    "support_n_pred", "collapsed", "pretrain_sources",
 ]
 
 
@@ -504,6 +504,33 @@ def _score_rows(scores: Mapping[str, Mapping[str, Any]], base: Mapping[str, Any]
     return rows
 
 
+def dataset_key(name: str) -> str:
+    """The registered dataset a name or spec reads (aliases resolved, options dropped).
+
+    >>> dataset_key("casie:events=typed"), dataset_key("ncbi_disease"), dataset_key("conll-bio:train=a.txt")
+    ('casie', 'ncbi-disease', 'conll-bio:train=a.txt')
+    """
+    from metaie_utils.tasks.registry import ALIASES, GENERIC_READERS
+
+    kind = name.split(":", 1)[0].strip()
+    kind = ALIASES.get(kind, kind)
+    return name if kind in GENERIC_READERS else kind  # a user's files: the whole spec names them
+
+
+def multiie_sources(dataset: str, sources: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(kept, excluded) MultiIE sources for evaluating ``dataset``: a source that is the evaluated dataset
+    is dropped, so MultiIE never pre-trains on the set it is scored on.
+
+    >>> multiie_sources("casie", ["ncbi-disease", "semeval2010-task8", "casie"])
+    (['ncbi-disease', 'semeval2010-task8'], ['casie'])
+    >>> multiie_sources("conll2003", ["ncbi_disease", "casie"])
+    (['ncbi_disease', 'casie'], [])
+    """
+    target = dataset_key(dataset)
+    kept = [s for s in sources if dataset_key(s) != target]
+    return kept, [s for s in sources if dataset_key(s) == target]
+
+
 def gold_anchor_key(subtask: str) -> str:
     """The results sub-task of ``subtask`` scored on gold anchors (relations given the gold entities, arguments
     given the gold triggers, ASTE aspects given the gold opinion terms).
@@ -562,13 +589,13 @@ def _init_worker(threads: int) -> None:
 
 
 def _job_in_worker(backend: Backend, cfg: EvalConfig, run_dir: Path, name: str, seed: int, init: str, ckpt: str,
-                   recipe: str) -> dict:
+                   recipe: str, extra: Mapping[str, Any] | None = None) -> dict:
     ds = backend.get_dataset(name)
-    return run_job(backend, cfg, run_dir, ds, name, seed, init, ckpt, recipe)
+    return run_job(backend, cfg, run_dir, ds, name, seed, init, ckpt, recipe, extra)
 
 
 def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str, seed: int, init: str, ckpt: str,
-            recipe: str) -> dict:
+            recipe: str, extra: Mapping[str, Any] | None = None) -> dict:
     """One (dataset, seed, initialization): fine-tune on the support set (written by :func:`prepare_support`),
     extract on the capped test split, score -> ``{"key", "rows", "counts", "log"}`` for the caller to record
     (one process records, so parallel workers never write the same file)."""
@@ -577,7 +604,7 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
     base = {"dataset": name, "task": getattr(ds, "task", ""), "initialization": init, "seed": seed,
             "n_test": len(test), "test_cap": cfg.test_cap, "shots": cfg.shots,
             "n_support": rec.get("n_sentences", len(support)), "n_instances": len(instances),
-            "recipe": recipe, "note": ""}
+            "recipe": recipe, "note": "", **(extra or {})}
     work = run_dir / "work" / spec_slug(name) / init / f"seed{seed}"
     if init == "llm-icl":
         cap = cfg.icl_test_cap or cfg.test_cap
@@ -644,11 +671,28 @@ def run_fewshot(
             notes["metaie"] = "skipped: meta_model is '' (no MetaIE checkpoint given)"
             log(f"note: {notes['metaie']}")
             continue
+        if name == "multiie":  # built per evaluated dataset, never on the dataset under evaluation (below)
+            inits[name] = ""
+            continue
         ckpt = backend.build_init(name, cfg)
         if ckpt is None:
             notes.setdefault(name, "skipped: no checkpoint")
             continue
         inits[name] = ckpt
+    multiie: dict[tuple[str, ...], str | None] = {}
+
+    def init_for(init: str, dataset: str) -> tuple[str | None, dict]:
+        """(checkpoint, extra results fields) of ``init`` for ``dataset``: MultiIE drops its sources that are
+        the evaluated dataset (the paper's MultiIE is out of distribution for every test set)."""
+        if init != "multiie":
+            return inits[init], {}
+        kept, excluded = multiie_sources(dataset, cfg.multiie_datasets)
+        if not kept:
+            return None, {}
+        if tuple(kept) not in multiie:
+            multiie[tuple(kept)] = backend.build_init("multiie", cfg.model_copy(update={"multiie_datasets": list(kept)}))
+        note = f"multiie without {'+'.join(excluded)} (the evaluated dataset)" if excluded else ""
+        return multiie[tuple(kept)], {"pretrain_sources": "+".join(kept), "note": note}
     datasets = {}
     for name in cfg.datasets:
         datasets[name] = backend.get_dataset(name)
@@ -662,8 +706,12 @@ def run_fewshot(
                 if i == "llm-icl" and getattr(datasets[d], "task", "ner") != "ner":
                     notes[f"llm-icl/{d}"] = f"skipped: llm-icl is implemented for NER datasets, {d} is {datasets[d].task}"
                     continue
-                jobs.append((d, s, i))
-    for name, seed in dict.fromkeys((d, s) for d, s, _ in jobs):  # one support set per (dataset, seed), shared
+                ckpt, extra = init_for(i, d)
+                if ckpt is None:
+                    notes[f"{i}/{d}"] = f"skipped: every {i} source is the evaluated dataset {d}"
+                    continue
+                jobs.append((d, s, i, ckpt, extra))
+    for name, seed in dict.fromkeys((d, s) for d, s, *_ in jobs):  # one support set per (dataset, seed), shared
         prepare_support(datasets[name], name, cfg, seed, run_dir)  # by every initialization, written before any job
 
     def record(out: dict) -> None:
@@ -680,9 +728,9 @@ def run_fewshot(
         workers = 1
     bar = tqdm(total=len(jobs), desc="few-shot", unit="run")
     if workers <= 1:
-        for name, seed, init in jobs:
+        for name, seed, init, ckpt, extra in jobs:
             bar.set_postfix_str(f"{name} {init} seed{seed}")
-            record(run_job(backend, cfg, run_dir, datasets[name], name, seed, init, inits[init], recipe))
+            record(run_job(backend, cfg, run_dir, datasets[name], name, seed, init, ckpt, recipe, extra))
             bar.update()
     else:
         import multiprocessing as mp
@@ -692,8 +740,8 @@ def run_fewshot(
         log(f"few-shot: {len(jobs)} fine-tunes on {workers} worker processes, {threads} thread(s) each")
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            futs = {pool.submit(_job_in_worker, backend, cfg, run_dir, name, seed, init, inits[init], recipe): (name, seed, init)
-                    for name, seed, init in jobs}
+            futs = {pool.submit(_job_in_worker, backend, cfg, run_dir, name, seed, init, ckpt, recipe, extra): (name, seed, init)
+                    for name, seed, init, ckpt, extra in jobs}
             failed: list[tuple[tuple, BaseException]] = []
             for fut in as_completed(futs):
                 name, seed, init = futs[fut]
