@@ -392,6 +392,10 @@ def test_end_to_end_loop_on_a_tiny_random_model(tmp_path):
     sup = json.loads((tmp_path / "run" / "support" / "fake" / "seed0.json").read_text())
     assert int(rows[0]["n_instances"]) == 2 * sup["n_sentences"] == len(sup["instances"])  # 2 labels per sentence
     assert not (tmp_path / "run" / "work").exists()  # keep_models=False: fine-tuned checkpoints deleted
+    # the window is recorded with what it cut: training truncation and test queries read in windows (issue 15)
+    assert int(rows[0]["max_length"]) > 0 and rows[0]["train_truncated"] == f"0/{rows[0]['n_instances']}"
+    windowed, asked = map(int, rows[0]["test_windowed"].split("/"))
+    assert windowed == 0 and asked == 2 * 8  # 2 labels x 8 test sentences, all shorter than the window
 
 
 # ------------------------------------------------------------------------------------------- baselines

@@ -136,6 +136,8 @@ class MetaIE:
         self.max_length = min(max_length or limit, limit)
         self.stride = stride
         self.progress = progress
+        self.n_queries = 0  # (text, label) queries asked so far
+        self.n_windowed = 0  # of them, longer than the window: read in overlapping windows, never truncated
         l2i = {str(k).upper()[:1]: int(v) for k, v in (model.config.label2id or {}).items()}
         self._ids = {t: l2i.get(t, i) for i, t in enumerate(["O", "B", "I"])}
         self._tags = {v: k for k, v in self._ids.items()}
@@ -285,6 +287,8 @@ class MetaIE:
                                      f"({self.max_length}); shorten the label.")
                 chunks = chunk_words(wcosts[ti], budget, min(self.stride, budget // 2))
                 plan[(ti, lab)] = chunks
+                self.n_queries += 1
+                self.n_windowed += len(chunks) > 1
                 for ci, (s, e) in enumerate(chunks):
                     inputs.append(lwords[lab] + doc.words[s:e])
                     n_prefix.append(len(lwords[lab]))

@@ -365,6 +365,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         "effective_batch": recipe.effective_batch * max(1, torch.distributed.get_world_size()
                                                           if torch.distributed.is_available() and torch.distributed.is_initialized() else 1),
         "steps_per_epoch": steps_per_epoch,
+        "max_length": max_length,  # the window actually used (recipe.max_length 0 = the backbone's)
         "tag_weights": dict(zip(LABELS, weights)) if weights else None,
         "global_step": trainer.state.global_step,
         "n_params": int(sum(p.numel() for p in model.parameters())),

@@ -61,7 +61,7 @@ INITIALIZATIONS: tuple[str, ...] = ("vanilla", "metaie", "ner-distill", "multiie
 RESULT_FIELDS = [
     "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
     "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
-    "support_n_pred", "collapsed", "pretrain_sources",
+    "support_n_pred", "collapsed", "pretrain_sources", "max_length", "train_truncated", "test_windowed",
 ]
 
 
@@ -531,6 +531,18 @@ def multiie_sources(dataset: str, sources: Sequence[str]) -> tuple[list[str], li
     return kept, [s for s in sources if dataset_key(s) == target]
 
 
+def _window_counts(model_dir: Any) -> dict[str, Any]:
+    """``max_length`` and the number of truncated training instances of a fine-tune, from the
+    ``metaie_training.json`` the trainer writes (nothing when there is none, e.g. a test backend)."""
+    try:
+        info = json.loads((Path(model_dir) / "metaie_training.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return {}
+    data = info.get("data") or {}
+    ml = info.get("max_length", "")
+    return {"max_length": ml, "train_truncated": f"{data.get('truncated', 0)}/{data.get('n_train', '')}"}
+
+
 def gold_anchor_key(subtask: str) -> str:
     """The results sub-task of ``subtask`` scored on gold anchors (relations given the gold entities, arguments
     given the gold triggers, ASTE aspects given the gold opinion terms).
@@ -614,12 +626,15 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
     else:
         model_dir = backend.train(instances, ckpt, work / "model", cfg, seed)
         extractor = backend.load_extractor(model_dir, cfg)
+        base.update(_window_counts(model_dir))
     anchored = tuple(getattr(ds, "gold_anchor_subtasks", ()) or ()) if cfg.gold_anchor_rows else ()
     try:
         preds = ds.predict(extractor, test, cfg.eval_batch_size)
         if anchored:  # stage 2 again on the gold anchors: a weak first stage told apart from a weak second one
             for p, gp in zip(preds, ds.predict(extractor, test, cfg.eval_batch_size, anchors="gold")):
                 p.update({gold_anchor_key(k): gp.get(k, set()) for k in anchored})
+        if getattr(extractor, "n_queries", 0):  # test queries longer than the window: read in windows, not cut
+            base["test_windowed"] = f"{extractor.n_windowed}/{extractor.n_queries}"
         support_scores = None
         if init != "llm-icl":  # collapse check: does the fine-tuned model predict anything on its own support?
             support_scores = backend.score(ds, [ds.gold(ex) for ex in support],
