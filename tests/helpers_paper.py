@@ -67,7 +67,7 @@ def answer(messages: list[dict]) -> str:
         return "\n".join(f"- Person: {s}" for k, s in spans_of(sentence) if k == "cap") or "- none"
     m = re.search(r"from the user's sentence: (.+?)\. Answer", system)  # llm-icl
     if m:
-        types = [t.strip() for t in m.group(1).split(",") if t.strip()]
+        types = [t.strip() for t in re.split(r"[,;]", m.group(1)) if t.strip()]
         sentence = users[-1] if users else ""
         return "\n".join(f"- {types[0]}: {s}" for k, s in spans_of(sentence) if k == "cap") or "- none"
     return "- none"

@@ -620,3 +620,39 @@ def test_multiie_never_pretrains_on_the_evaluated_dataset(tmp_path):
     cfg1 = cfg.model_copy(update={"datasets": ["casie"], "multiie_datasets": ["casie"]})
     assert run_fewshot(cfg1, tmp_path / "only", backend, log=lambda m: None) == []
     assert "evaluated dataset" in json.loads((tmp_path / "only" / "notes.json").read_text())["multiie/casie"]
+
+
+@pytest.mark.parametrize("name,stage2", [("conll04", "relation"), ("aste-14res", "triplet")])
+def test_llm_icl_runs_the_students_multi_stage_queries_on_re_and_aste(tmp_path, monkeypatch, name, stage2):
+    """llm-icl on every task family (issue 15): the teacher, behind a fake OpenAI-compatible endpoint on
+    127.0.0.1, is asked the student's own first-stage queries, then the second-stage queries built on its
+    own first-stage answers (and on the gold anchors), with the support sentences as demonstrations."""
+    from helpers_paper import PaperTeacher
+
+    from metaie_utils.stages.fewshot import baselines
+    from metaie_utils.tasks import get_dataset
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    ds = get_dataset(name)
+    cfg = EvalConfig(out_root=str(tmp_path), teacher="gpt-3.5-turbo", shots=1)
+    support = ds.load("train")[:3]
+    test = [ex for ex in ds.load("test") if any(w[:1].isupper() for w in ex.tokens[1:])][:6]
+    with PaperTeacher() as t:
+        cfg = cfg.model_copy(update={"base_url": t.base_url})
+        ext = baselines.icl_extractor(cfg, support, ds)
+        try:
+            pred = ds.predict(ext, test)
+            gold_pred = ds.predict(ext, test, anchors="gold")
+        finally:
+            ext.close()
+    systems = [r["messages"][0]["content"] for r in t.requests]
+    assert all("queries from the user's sentence" in s for s in systems)  # not the NER instruction
+    first = set(baselines.fixed_labels([i for ex in support for i in ds.instances(ex)]))
+    asked_first = [s for s in systems if any(lab in s for lab in first)]
+    assert asked_first, "the first stage's queries were not asked"
+    assert len(systems) > len(test), "no second-stage query was asked"
+    assert sum(len(p[stage2]) for p in gold_pred) > 0  # gold anchors always give stage 2 something to answer
+    # the demonstrations are the support sentences, as user / assistant turns
+    chat = t.requests[0]["messages"]
+    assert [m["role"] for m in chat[:3]] == ["system", "user", "assistant"] and chat[1]["content"] == " ".join(support[0].tokens)
+    assert all(set(p) >= {stage2} for p in pred)

@@ -14,7 +14,8 @@
   Users who have the paper's sets can list them in ``multiie_datasets`` once a reader is registered in
   ``tasks.DATASETS`` under ``fewnerd`` / ``fewrel`` / ``fewevent``.
 - ``llm-icl``: the teacher prompted with the K-shot support sentences as in-context examples, answering
-  ``- <type>: <span>`` lines that are matched back to word spans (NER datasets).
+  ``- <type>: <span>`` lines that are matched back to word spans; on every task family, with the student's
+  own multi-stage queries (stage 2 on the teacher's stage-1 answers), capped (``icl_test_cap``) and cached.
 
 Pre-trained baseline checkpoints are cached under ``<out_root>/baselines/<kind>-<key>/`` where ``key``
 hashes every setting that changes the checkpoint; a folder with ``baseline.json`` is finished and reused.
@@ -336,9 +337,17 @@ def demonstrations(instances: Iterable[Mapping[str, Any]]) -> list[tuple[list[st
 
 
 def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tuple[list[str], list[tuple[str, str]]]],
-                 max_words: int = ICL_MAX_PROMPT_WORDS) -> list[dict[str, str]]:
-    """The few-shot NER chat: an instruction, one (user sentence, assistant answer) turn per demonstration,
-    then the query sentence as the last user message. Demonstrations beyond ``max_words`` are dropped.
+                 max_words: int = ICL_MAX_PROMPT_WORDS, task: str = "ner",
+                 fixed_labels: frozenset[str] | None = None) -> list[dict[str, str]]:
+    """The few-shot chat: an instruction, one (user sentence, assistant answer) turn per demonstration, then
+    the query sentence as the last user message. Demonstrations beyond ``max_words`` are dropped.
+
+    NER asks for "entities of these types". Every other task asks the student's own queries (entity types,
+    ``Tom births in``, ``Event trigger``, ``Argument for Trigger "hacked"``, ``Positive opinion term``, ...),
+    one stage at a time, as the multi-stage decoders drive them. A demonstration shows its answers to the
+    queries asked when they are among its labels (a first stage: types shared by every sentence); otherwise
+    (a second stage, whose queries name the sentence's own anchors) it shows its own second-stage answers,
+    the labels outside ``fixed_labels``, as worked examples of the query format.
 
     >>> for m in icl_messages(["Tom", "runs"], ["Person"], [(["Ann", "sings"], [("Person", "Ann")])]):
     ...     print(m["role"], "|", m["content"])
@@ -346,19 +355,48 @@ def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tu
     user | Ann sings
     assistant | - Person: Ann
     user | Tom runs
+    >>> demos = [(["Ann", "lives", "in", "Rome"], [("Person", "Ann"), ("Location", "Rome"), ("Ann lives in", "Rome")])]
+    >>> m = icl_messages(["Tom", "lives", "in", "Oslo"], ["Tom lives in"], demos, task="re", fixed_labels=frozenset({"Person", "Location"}))
+    >>> print(m[0]["content"][:83]); print(m[2]["content"])
+    Extract the spans that answer these queries from the user's sentence: Tom lives in.
+    - Ann lives in: Rome
     """
-    msgs = [{"role": "system", "content": (
-        f"Extract the entities of these types from the user's sentence: {', '.join(labels)}. Answer one entity per "
-        f'line as "- <type>: <span>", copying the span from the sentence; answer "- none" when there is none.')}]
+    if task == "ner":
+        system = (f"Extract the entities of these types from the user's sentence: {', '.join(labels)}. Answer one entity per "
+                  f'line as "- <type>: <span>", copying the span from the sentence; answer "- none" when there is none.')
+    else:
+        system = (f"Extract the spans that answer these queries from the user's sentence: {'; '.join(labels)}. Answer one "
+                  f'span per line as "- <query>: <span>", copying the span from the sentence; answer "- none" when there is none.')
+    msgs = [{"role": "system", "content": system}]
+    asked, fixed = set(labels), fixed_labels or frozenset()
+    first_stage = task == "ner" or any(lab in fixed for lab in asked) or not fixed
     budget = max_words - len(words)
     for dw, spans in demos:
         if budget - len(dw) < 0:
             break
         budget -= len(dw)
+        shown = [(lab, txt) for lab, txt in spans if (lab in asked if first_stage else lab not in fixed)]
         msgs.append({"role": "user", "content": " ".join(dw)})
-        msgs.append({"role": "assistant", "content": "\n".join(f"- {lab}: {txt}" for lab, txt in spans) or "- none"})
+        msgs.append({"role": "assistant", "content": "\n".join(f"- {lab}: {txt}" for lab, txt in shown) or "- none"})
     msgs.append({"role": "user", "content": " ".join(words)})
     return msgs
+
+
+def fixed_labels(instances: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """Labels queried on more than one support sentence: a task's first-stage types (entity types, polarities,
+    ``Event trigger``), as opposed to second-stage queries that name one sentence's anchor.
+
+    >>> fixed_labels([{"words": ["Person", ":", "Tom"], "ner": "OOB"}, {"words": ["Person", ":", "Ann"], "ner": "OOO"},
+    ...               {"words": ["Tom", "runs", ":", "Tom"], "ner": "OOOO"}])
+    frozenset({'Person'})
+    """
+    from metaie_utils.stages.fewshot.support import instance_sentence
+
+    seen: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+    for inst in instances:
+        label, words = instance_sentence(inst)
+        seen[label].add(tuple(words))
+    return frozenset(lab for lab, sents in seen.items() if len(sents) > 1)
 
 
 def parse_icl_response(response: str | None, words: Sequence[str], labels: Sequence[str]) -> list[Span]:
@@ -408,13 +446,15 @@ class IclExtractor:
     complete: Any
     demos: list = field(default_factory=list)
     closer: Any = None
+    task: str = "ner"
+    fixed: frozenset = frozenset()
 
     def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]]) -> list[list[Span]]:
         from metaie_utils.core.text import word_tokenize
 
         words = [list(t) if not isinstance(t, str) else word_tokenize(t) for t in texts]
         per_text = labels if labels and not isinstance(labels[0], str) else [list(labels)] * len(words)
-        chats = [icl_messages(w, labs, self.demos) for w, labs in zip(words, per_text)]
+        chats = [icl_messages(w, labs, self.demos, task=self.task, fixed_labels=self.fixed) for w, labs in zip(words, per_text)]
         responses = self.complete(chats)
         return [parse_icl_response(r, w, labs) for r, w, labs in zip(responses, words, per_text)]
 
@@ -436,10 +476,13 @@ def icl_extractor(cfg: Any, support: list, dataset: Any) -> IclExtractor:
     cache.parent.mkdir(parents=True, exist_ok=True)
     client = stack.enter_context(teacher_client(cfg.teacher, cfg.base_url, cfg.api_key_env, cache))
 
-    def complete(chats: list[list[dict]]) -> list[str | None]:
-        return llm_complete(client, chats)
+    task = getattr(dataset, "task", "ner") or "ner"
 
-    return IclExtractor(complete=complete, demos=demonstrations(instances), closer=stack.close)
+    def complete(chats: list[list[dict]]) -> list[str | None]:
+        return llm_complete(client, chats, prompt_version="icl-ner-v1" if task == "ner" else "icl-v1")
+
+    return IclExtractor(complete=complete, demos=demonstrations(instances), closer=stack.close, task=task,
+                        fixed=fixed_labels(instances))
 
 
 @contextlib.contextmanager
@@ -459,8 +502,8 @@ def teacher_client(teacher: str, base_url: str = "", api_key_env: str = "OPENAI_
         yield LLMClient(base_url or None, teacher, api_key_env=api_key_env, concurrency=concurrency, cache_path=cache_path)
 
 
-def llm_complete(client: Any, chats: list[list[dict]], max_tokens: int = 128) -> list[str | None]:
+def llm_complete(client: Any, chats: list[list[dict]], max_tokens: int = 128, prompt_version: str = "icl-ner-v1") -> list[str | None]:
     """Greedy answers to chat message lists through an :class:`metaie_utils.llm.LLMClient` (None on failure)."""
-    reqs = [{"messages": m, "temperature": 0.0, "max_tokens": max_tokens, "sample_index": 0, "prompt_version": "icl-ner-v1"}
+    reqs = [{"messages": m, "temperature": 0.0, "max_tokens": max_tokens, "sample_index": 0, "prompt_version": prompt_version}
             for m in chats]
     return [c.text for c in client.complete_many(reqs, progress=False)]

@@ -718,9 +718,6 @@ def run_fewshot(
             for i in inits:
                 if (d, i, str(s)) in done:
                     continue
-                if i == "llm-icl" and getattr(datasets[d], "task", "ner") != "ner":
-                    notes[f"llm-icl/{d}"] = f"skipped: llm-icl is implemented for NER datasets, {d} is {datasets[d].task}"
-                    continue
                 ckpt, extra = init_for(i, d)
                 if ckpt is None:
                     notes[f"{i}/{d}"] = f"skipped: every {i} source is the evaluated dataset {d}"
