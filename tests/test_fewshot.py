@@ -482,8 +482,8 @@ def test_plot_draws_one_bar_per_dataset_subtask_and_init():
     assert {round(p.get_height(), 1) for p in ax.patches} == {50.0}
 
 
-def _fake_run(root: Path, stage: str, params: dict, files: dict[str, str]) -> Path:
-    d = root / stage / "r"
+def _fake_run(root: Path, stage: str, params: dict, files: dict[str, str], name: str = "r") -> Path:
+    d = root / stage / name
     d.mkdir(parents=True, exist_ok=True)
     (d / "manifest.json").write_text(json.dumps({"stage": stage, "params": params}))
     for name, text in files.items():
@@ -494,7 +494,7 @@ def _fake_run(root: Path, stage: str, params: dict, files: dict[str, str]) -> Pa
 
 def test_ner_distillation_follows_provenance_to_metaie_sentences_and_teacher(tmp_path, monkeypatch):
     """04 -> 03 -> 02 -> 01 manifests lead to MetaIE's sentences and teacher; the teacher (a real local
-    OpenAI-compatible server) is asked with prompt ner-v1; the NER instances are count-matched to MetaIE's."""
+    OpenAI-compatible server) is asked with prompt ner-icl-v1; the NER instances are count-matched to MetaIE's."""
     import sys
 
     from metaie_utils import models
@@ -521,13 +521,31 @@ def test_ner_distillation_follows_provenance_to_metaie_sentences_and_teacher(tmp
         cfg = EvalConfig(out_root=str(tmp_path / "out"), meta_model=str(r4))
         ckpt = baselines.ner_distilled_checkpoint(cfg)
         asked = sum(srv.served.values())
-    assert asked == 6  # one ner-v1 request per MetaIE sentence
+    assert asked == 6  # one ner-icl-v1 request per MetaIE sentence
     assert len(calls) == 1 and len(calls[0]) == 4  # 6 NER instances subsampled to MetaIE's 4
     assert all(i["words"][:2] == ["First", ":"] and "B" in i["ner"] for i in calls[0])
     rows = [json.loads(x) for x in (ckpt.parent.parent.glob("ner-responses-*/responses.jsonl")).__next__().read_text().splitlines()]
-    assert {r["prompt_version"] for r in rows} == {"ner-v1"} and len(rows) == 6
+    assert {r["prompt_version"] for r in rows} == {"ner-icl-v1"} and len(rows) == 6
     info = json.loads((ckpt.parent / "baseline.json").read_text())
     assert info["settings"]["train"]["meta_lr"] == 3e-5  # 04's recipe, read from its manifest
+    assert (info["settings"]["n_sentences"], info["settings"]["n_metaie_sentences"]) == (6, 6)
+
+    # MetaIE has more instances than NER gives on its sentences: the teacher is asked more sentences of the
+    # same sampler (2x first) until the counts match, and both counts are recorded
+    pool = [{"id": f"x{i}", "text": f"Extra{i} met Bob in Oslo .", "source": "t", "doc_id": "e"} for i in range(40)]
+    monkeypatch.setattr(baselines, "more_ner_sentences", lambda cfg, have, n_total: pool[:n_total - len(have)])
+    calls.clear()
+    with fake_openai.FakeOpenAI() as srv:
+        r2b = _fake_run(tmp_path, "02_distill_llm", {"input_dir": str(r1), "teacher": "fake-model", "base_url": srv.base_url,
+                                                     "prompt_version": "metaie-v1", "seed": 5}, {"responses.jsonl": ""}, name="b")
+        r3b = _fake_run(tmp_path, "03_convert_bio", {"input_dir": str(r2b)},
+                        {"instances.json": json.dumps(metaie_instances * 3)}, name="b")  # 12 MetaIE instances
+        r4b = _fake_run(tmp_path, "04_train_meta_model", {"input_dir": str(r3b)}, {"model/config.json": "{}"}, name="b")
+        ckpt = baselines.ner_distilled_checkpoint(EvalConfig(out_root=str(tmp_path / "out"), meta_model=str(r4b)))
+        asked = sum(srv.served.values())
+    info = json.loads((ckpt.parent / "baseline.json").read_text())["settings"]
+    assert asked == 6 + 6 and len(calls[0]) == 12  # 6 sentences gave 6 instances; 6 more (2x) gave the 12 to match
+    assert (info["n"], info["n_requested"], info["n_sentences"], info["n_metaie_sentences"]) == (12, 12, 12, 6)
 
 
 def test_two_worker_processes_record_the_same_jobs_as_one(tmp_path):

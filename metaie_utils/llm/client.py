@@ -74,6 +74,22 @@ NER_USER = "Extract all named entities from the following sentence:\n{sentence}"
 NER_SYSTEM = "Named entities (Format: - <entity type>: <entity>):\n"
 
 
+NER_ICL_SYSTEM = (
+    "You extract named entities from a sentence. Answer only with lines of the form \"- <entity type>: <entity>\", "
+    "where <entity> is copied word for word from the sentence; answer \"- none\" when it has none."
+)
+
+
+#: In-context NER demonstrations of ``ner-icl-v1`` (the paper prompts its NER-distillation baseline with
+#: task-specific examples, UniversalNER style): open entity types, one sentence without entities.
+NER_DEMOS: tuple[tuple[str, str], ...] = (
+    (ONE_SHOT_SENTENCE, "- Person: Hillary Clinton\n- Location: St. Louis\n- Date: Saturday"),
+    ("Shares of Apple rose 3 percent in New York after the company unveiled the iPhone X on Tuesday.",
+     "- Organization: Apple\n- Location: New York\n- Product: iPhone X\n- Date: Tuesday"),
+    ("The weather stayed cold and wet for most of the week.", "- none"),
+)
+
+
 #: prompt version -> list of (role, template); ``{sentence}`` is filled in. Never edit a version in
 #: place (cached responses are keyed by it): add a new version instead.
 PROMPTS: dict[str, list[tuple[str, str]]] = {
@@ -85,6 +101,9 @@ PROMPTS: dict[str, list[tuple[str, str]]] = {
         ("user", PAPER_USER),
     ],
     "ner-v1": [("user", NER_USER), ("system", NER_SYSTEM)],
+    "ner-icl-v1": [("system", NER_ICL_SYSTEM)]
+    + [turn for sent, ans in NER_DEMOS for turn in (("user", NER_USER.replace("{sentence}", sent)), ("assistant", ans))]
+    + [("user", NER_USER)],
 }
 
 

@@ -1,10 +1,13 @@
 """The paper's baselines for stage 05: NER distillation, a MultiIE substitute, and LLM in-context prompting.
 
 - ``ner-distill`` (task-level transfer, UniversalNER style): the SAME teacher is asked for named entities
-  only (prompt ``ner-v1``) on the SAME sentences as MetaIE (found through the meta-model's provenance:
-  04 -> 03 -> 02 -> 01 run manifests, or given by ``ner_responses``), the responses are converted to
-  instances exactly as in stage 03, subsampled to MetaIE's instance count, and trained with stage 04's
-  recipe.
+  only (prompt ``ner_prompt``: ``ner-icl-v1``, with in-context NER demonstrations as the paper gives its
+  LLM task-specific examples; ``ner-v1`` without) on the SAME sentences as MetaIE (found through the
+  meta-model's provenance: 04 -> 03 -> 02 -> 01 run manifests, or given by ``ner_responses``), the
+  responses are converted to instances exactly as in stage 03 and trained with stage 04's recipe. NER
+  answers fewer spans per sentence than MetaIE's open prompt, so when the count falls short of MetaIE's
+  the teacher is asked more sentences of the same corpus and sampler (2x, 4x, 8x) until it matches; the
+  sentence and instance counts of both are in the checkpoint's ``baseline.json`` and in results.csv.
 - ``multiie`` (IE-level transfer on human annotations): the paper merges FewNERD + FewRel + FewEvent.
   Those are not available offline, so the default substitute merges human-annotated NER + RE + EE data:
   NCBI-disease (NER), SemEval-2010 Task 8 (RE) and the CASIE train split (EE), turned into instances by
@@ -178,7 +181,7 @@ def _train_cached(kind: str, instances: list[dict], cfg: Any, settings: dict, re
 
 
 def ner_responses_path(cfg: Any) -> Path:
-    """The ``ner-v1`` responses.jsonl: ``cfg.ner_responses`` or, when empty, distilled now (cached)."""
+    """The NER responses.jsonl: ``cfg.ner_responses`` or, when empty, distilled now on MetaIE's sentences (cached)."""
     from metaie_utils.core.runs import upstream_file
 
     if cfg.ner_responses:
@@ -186,29 +189,30 @@ def ner_responses_path(cfg: Any) -> Path:
     return distill_ner_responses(cfg)
 
 
-def distill_ner_responses(cfg: Any) -> Path:
-    """Ask MetaIE's teacher for named entities only (``ner-v1``) on MetaIE's sentences -> responses.jsonl.
-
-    The sentences and the teacher (model, endpoint, sampling) come from the meta-model's 01/02 runs, so
-    the only difference from MetaIE's data is the prompt. The teacher's response cache makes a rerun free.
-    """
-    from metaie_utils.llm import client as llm
+def _metaie_teacher(cfg: Any) -> tuple[Path, Any]:
+    """MetaIE's sentences.jsonl and its 02 config (teacher, endpoint, sampling), from the meta-model's runs."""
+    from metaie_utils.core.params import stage_config
 
     sentences_path = find_upstream(cfg.meta_model, "sentences.jsonl") if cfg.meta_model else None
     responses_path = find_upstream(cfg.meta_model, "responses.jsonl") if cfg.meta_model else None
     if sentences_path is None or responses_path is None:
         raise _user_error(
             f"ner-distill needs MetaIE's sentences and teacher: no 01/02 runs upstream of meta_model="
-            f"{cfg.meta_model!r}. Distill them yourself (02_distill_llm with prompt_version=ner-v1 on the same "
-            f"sentences.jsonl) and set ner_responses to that run directory."
+            f"{cfg.meta_model!r}. Distill them yourself (02_distill_llm with prompt_version={cfg.ner_prompt} on the "
+            f"same sentences.jsonl) and set ner_responses to that run directory."
         )
-    from metaie_utils.core.params import stage_config
-
     dp = dict(read_json(run_dir_of(responses_path) / MANIFEST).get("params", {}))
     dcfg = stage_config("02_distill_llm", {k: v for k, v in dp.items() if k not in ("run_name", "out_root", "overwrite")})
-    sentences = llm.load_sentences(sentences_path, dcfg.limit)
-    key = {"sentences": str(sentences_path), "n": len(sentences), "teacher": dcfg.teacher, "base_url": dcfg.base_url,
-           "n_samples": dcfg.n_samples, "temperature": dcfg.temperature, "max_tokens": dcfg.max_tokens, "seed": dcfg.seed}
+    return sentences_path, dcfg
+
+
+def _distill_ner(cfg: Any, sentences: list[dict], dcfg: Any, source: str) -> Path:
+    """``cfg.ner_prompt`` responses of MetaIE's teacher on ``sentences`` -> a cached responses.jsonl."""
+    from metaie_utils.llm import client as llm
+
+    key = {"sentences": source, "n": len(sentences), "ids": [r.get("id") for r in sentences][:3] + [len(sentences)],
+           "prompt": cfg.ner_prompt, "teacher": dcfg.teacher, "base_url": dcfg.base_url, "n_samples": dcfg.n_samples,
+           "temperature": dcfg.temperature, "max_tokens": dcfg.max_tokens, "seed": dcfg.seed}
     out = _cache_dir(cfg, "ner-responses", key)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "responses.jsonl"
@@ -216,10 +220,45 @@ def distill_ner_responses(cfg: Any) -> Path:
         return target
     with teacher_client(dcfg.teacher, dcfg.base_url, dcfg.api_key_env, out / "cache.sqlite",
                         concurrency=dcfg.concurrency, n_ctx=dcfg.n_ctx, log_dir=out) as client:
-        rows = llm.distill(sentences, client, "ner-v1", dcfg.n_samples, dcfg.temperature, dcfg.max_tokens, seed=dcfg.seed)
+        rows = llm.distill(sentences, client, cfg.ner_prompt, dcfg.n_samples, dcfg.temperature, dcfg.max_tokens, seed=dcfg.seed)
     write_jsonl(target, rows)
-    write_json(out / BASELINE_DONE, {"kind": "ner-responses", "sentences": str(sentences_path), "n": len(rows)})
+    write_json(out / BASELINE_DONE, {"kind": "ner-responses", "sentences": source, "n": len(rows), "prompt": cfg.ner_prompt})
     return target
+
+
+def distill_ner_responses(cfg: Any) -> Path:
+    """Ask MetaIE's teacher for named entities only (``cfg.ner_prompt``, by default ``ner-icl-v1`` with
+    in-context NER demonstrations) on MetaIE's sentences -> responses.jsonl.
+
+    The sentences and the teacher (model, endpoint, sampling) come from the meta-model's 01/02 runs, so
+    the only difference from MetaIE's data is the prompt. The teacher's response cache makes a rerun free.
+    """
+    from metaie_utils.llm import client as llm
+
+    sentences_path, dcfg = _metaie_teacher(cfg)
+    return _distill_ner(cfg, llm.load_sentences(sentences_path, dcfg.limit), dcfg, str(sentences_path))
+
+
+#: ner-distill asks at most this many times MetaIE's sentence count to match MetaIE's instance count
+NER_MAX_SENTENCE_FACTOR = 8
+
+
+def more_ner_sentences(cfg: Any, have: Sequence[dict], n_total: int) -> list[dict]:
+    """Sentences of MetaIE's own corpus and sampler beyond ``have``, up to ``n_total`` in all: stage 01 re-run
+    with a larger ``n_sentences`` (its bottom-k sample is prefix-stable, so MetaIE's sentences come first)."""
+    from metaie_utils.core.params import stage_config
+    from metaie_utils.stages.sample import sample_corpus
+
+    sentences_path = find_upstream(cfg.meta_model, "sentences.jsonl") if cfg.meta_model else None
+    run = run_dir_of(sentences_path) if sentences_path else None
+    if run is None:
+        return []
+    params = dict(read_json(run / MANIFEST).get("params", {}))
+    params = {k: v for k, v in params.items() if k not in ("run_name", "out_root", "overwrite")}
+    params["n_sentences"] = n_total
+    rows, _ = sample_corpus(stage_config("01_sample_corpus", params), progress=False)
+    seen = {r.get("text") for r in have}
+    return [r for r in rows if r.get("text") not in seen]
 
 
 def convert_like_metaie(responses: Path, meta_model: str) -> list[dict]:
@@ -240,22 +279,49 @@ def convert_like_metaie(responses: Path, meta_model: str) -> list[dict]:
 
 def ner_distilled_checkpoint(cfg: Any) -> Path:
     """Build (or reuse) the NER-distilled checkpoint for ``cfg`` (an :class:`EvalConfig`)."""
+    import logging
+
+    log = logging.getLogger(__name__)
     responses = ner_responses_path(cfg)
     instances = convert_like_metaie(responses, cfg.meta_model)
     n = cfg.baseline_instances or metaie_instance_count(cfg.meta_model)
     if not instances:
         raise _user_error(f"{responses} gave no NER instances (every response failed or matched no span).")
-    if len(instances) < n:
-        import logging
+    sources, n_sentences = [str(responses)], len(list(read_jsonl_rows(responses)))
+    n_meta_sentences = n_sentences
+    if len(instances) < n and not cfg.ner_responses:  # NER answers fewer spans per sentence: ask more sentences
+        from metaie_utils.llm import client as llm
 
-        logging.getLogger(__name__).warning(
-            "ner-distill: the teacher's NER responses gave %d instances, fewer than the %d to match; training on all "
-            "of them (recorded as n_requested in baseline.json)", len(instances), n)
+        sentences_path, dcfg = _metaie_teacher(cfg)
+        have = llm.load_sentences(sentences_path, dcfg.limit)
+        factor = 2
+        while len(instances) < n and factor <= NER_MAX_SENTENCE_FACTOR:
+            extra = more_ner_sentences(cfg, have, factor * len(have))
+            if not extra:
+                break
+            log.info("ner-distill: %d instances from %d sentences, %d to match: asking the teacher %d more sentences",
+                     len(instances), n_sentences, n, len(extra))
+            more = _distill_ner(cfg, extra, dcfg, f"{sentences_path}+{len(extra)}@x{factor}")
+            instances += convert_like_metaie(more, cfg.meta_model)
+            sources.append(str(more))
+            n_sentences += len(extra)
+            have = have + extra
+            factor *= 2
+    if len(instances) < n:
+        log.warning("ner-distill: the teacher's NER responses gave %d instances (%d sentences), fewer than the %d to "
+                    "match; training on all of them (n_requested in baseline.json)", len(instances), n_sentences, n)
     instances = subsample(instances, n, cfg.seed)
     recipe, train_params = meta_training_recipe(cfg.meta_model)
-    settings = {"responses": str(responses), "n": len(instances), "n_requested": n, "backbone": cfg.backbone,
+    settings = {"responses": sources, "n": len(instances), "n_requested": n, "n_sentences": n_sentences,
+                "n_metaie_sentences": n_meta_sentences, "prompt": cfg.ner_prompt, "backbone": cfg.backbone,
                 "num_layers": cfg.num_layers, "train": train_params, "seed": cfg.seed}
     return _train_cached("ner-distill", instances, cfg, settings, recipe)
+
+
+def read_jsonl_rows(path: Path) -> Iterator[dict]:
+    from metaie_utils.core.io import read_jsonl
+
+    yield from read_jsonl(path)
 
 
 def multiie_instances(names: Iterable[str], get_dataset=None) -> list[dict]:

@@ -61,7 +61,7 @@ INITIALIZATIONS: tuple[str, ...] = ("vanilla", "metaie", "ner-distill", "multiie
 RESULT_FIELDS = [
     "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
     "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
-    "support_n_pred", "collapsed", "pretrain_sources", "max_length", "train_truncated", "test_windowed",
+    "support_n_pred", "collapsed", "pretrain_sources", "pretrain_instances", "max_length", "train_truncated", "test_windowed",
 ]
 
 
@@ -100,7 +100,8 @@ class EvalConfig(StageConfig):
     fewshot_workers: int = 0  # fine-tunes run at once, in worker processes: 0 = one per CPU core (one thread each) on a CPU, 1 on a GPU
     keep_models: bool = False  # True keeps every fine-tuned checkpoint under work/ (large)
     baseline_instances: int = 0  # 0 = match MetaIE's instance count; n = this many pre-training instances
-    ner_responses: str = ""  # ner-v1 responses.jsonl (or its 02 run dir); "" = distill now on MetaIE's sentences
+    ner_responses: str = ""  # NER responses.jsonl (or its 02 run dir); "" = distill now on MetaIE's sentences (and more, to match its instance count)
+    ner_prompt: str = "ner-icl-v1"  # ner-distill's prompt: ner-icl-v1 (in-context NER demonstrations, the paper's setup) | ner-v1 (zero-shot)
     multiie_datasets: list[str] = ["ncbi-disease", "semeval2010-task8", "casie"]  # human IE data of multiie
     icl_test_cap: int = 20  # test sentences prompted per dataset for llm-icl (0 = the test_cap subset)
     teacher: str = "local:qwen2.5-0.5b"  # llm-icl / ner-distill teacher (same meaning as stage 02)
@@ -531,6 +532,21 @@ def multiie_sources(dataset: str, sources: Sequence[str]) -> tuple[list[str], li
     return kept, [s for s in sources if dataset_key(s) == target]
 
 
+def _pretrain_counts(ckpt: Any) -> dict[str, Any]:
+    """``pretrain_instances`` (and, for ner-distill, the sentences asked against MetaIE's) of a baseline
+    checkpoint, from the ``baseline.json`` beside it; nothing for other checkpoints."""
+    try:
+        info = json.loads((Path(str(ckpt)).parent / "baseline.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return {}
+    st = info.get("settings") or {}
+    out: dict[str, Any] = {"pretrain_instances": info.get("n_instances", st.get("n", ""))}
+    if "n_sentences" in st:
+        out["note"] = (f"ner-distill: {out['pretrain_instances']} instances ({st.get('n_requested')} asked) from "
+                       f"{st['n_sentences']} sentences; MetaIE's {st.get('n_metaie_sentences')} sentences")
+    return out
+
+
 def _window_counts(model_dir: Any) -> dict[str, Any]:
     """``max_length`` and the number of truncated training instances of a fine-tune, from the
     ``metaie_training.json`` the trainer writes (nothing when there is none, e.g. a test backend)."""
@@ -699,6 +715,8 @@ def run_fewshot(
     def init_for(init: str, dataset: str) -> tuple[str | None, dict]:
         """(checkpoint, extra results fields) of ``init`` for ``dataset``: MultiIE drops its sources that are
         the evaluated dataset (the paper's MultiIE is out of distribution for every test set)."""
+        if init == "ner-distill":
+            return inits[init], _pretrain_counts(inits[init])
         if init != "multiie":
             return inits[init], {}
         kept, excluded = multiie_sources(dataset, cfg.multiie_datasets)
@@ -707,7 +725,7 @@ def run_fewshot(
         if tuple(kept) not in multiie:
             multiie[tuple(kept)] = backend.build_init("multiie", cfg.model_copy(update={"multiie_datasets": list(kept)}))
         note = f"multiie without {'+'.join(excluded)} (the evaluated dataset)" if excluded else ""
-        return multiie[tuple(kept)], {"pretrain_sources": "+".join(kept), "note": note}
+        return multiie[tuple(kept)], {**_pretrain_counts(multiie[tuple(kept)]), "pretrain_sources": "+".join(kept), "note": note}
     datasets = {}
     for name in cfg.datasets:
         datasets[name] = backend.get_dataset(name)
