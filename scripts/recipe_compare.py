@@ -63,14 +63,26 @@ def _finished(name: str, seeds: int = 1) -> bool:
     return _seeds_done(name) >= seeds
 
 
-def _add_wall(name: str, seeds: int, secs: float) -> None:
-    """Every invocation's wall time, summed by the report (an extended cell's manifest times cover only the
-    last extension)."""
+def _fine_tunes_done(name: str) -> int:
+    """(initialization, seed) pairs with results in the cell so far."""
+    import csv
+
+    f = _cell_dir(name) / "results.csv"
+    if not f.is_file():
+        return 0
+    with f.open(newline="") as fh:
+        return len({(r["initialization"], r["seed"]) for r in csv.DictReader(fh)})
+
+
+def _add_wall(name: str, seeds: int, secs: float, fine_tunes: int) -> None:
+    """Every invocation's wall time and the fine-tunes it finished, summed by the report (an extended cell's
+    manifest times cover only the last extension; a killed invocation's time is not recorded)."""
     import json
 
     f = _cell_dir(name) / "recipe_compare_wall.json"
     walls = json.loads(f.read_text()) if f.is_file() else []
-    walls.append({"seeds": seeds, "seconds": round(secs, 1), "end": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    walls.append({"seeds": seeds, "seconds": round(secs, 1), "fine_tunes": fine_tunes,
+                  "end": time.strftime("%Y-%m-%dT%H:%M:%S")})
     f.write_text(json.dumps(walls, indent=1) + "\n")
 
 
@@ -94,12 +106,12 @@ def run(args) -> int:
             cmd += ["--set", kv]
         if _seeds_done(name):  # finished with fewer seeds: reopen it; results.csv keeps the seeds it has
             cmd += ["--set", "overwrite=true"]
-        t0 = time.time()
+        t0, before = time.time(), _fine_tunes_done(name)
         print(f"[recipe_compare] {time.strftime('%H:%M:%S')} start {name}: {' '.join(cmd[3:])}", flush=True)
         rc = subprocess.call(cmd, cwd=ROOT)
         print(f"[recipe_compare] {time.strftime('%H:%M:%S')} end {name}: rc={rc} in {time.time() - t0:.0f} s", flush=True)
         if _cell_dir(name).is_dir():
-            _add_wall(name, args.seeds, time.time() - t0)
+            _add_wall(name, args.seeds, time.time() - t0, _fine_tunes_done(name) - before)
         if rc != 0:
             (claims / name).unlink(missing_ok=True)
             return rc
@@ -111,8 +123,10 @@ def report(args) -> int:
 
     from metaie_utils.stages.fewshot.loop import read_results
 
-    lines = ["| dataset (types) | sub-task | recipe | vanilla F1 (spans) | MetaIE F1 (spans) | collapsed fine-tunes | wall |",
-             "|---|---|---|---|---|---|---|"]
+    from metaie_utils.core.stats import read_counts, summary_table
+
+    lines = ["| dataset | sub-task | recipe | vanilla F1 (spans) | MetaIE F1 (spans) | MetaIE − vanilla [95% CI] | collapsed fine-tunes | wall |",
+             "|---|---|---|---|---|---|---|---|"]
     for recipe, dataset in cells(args.recipes, args.datasets):
         d = ROOT / "outputs" / "05_fewshot_eval" / cell_name(recipe, dataset)
         rows = read_results(d / "results.csv") if (d / "results.csv").is_file() else []
@@ -126,9 +140,18 @@ def report(args) -> int:
         if wf.is_file():
             import json
 
-            secs = sum(w["seconds"] for w in json.loads(wf.read_text()))
-            n_ft = df.drop_duplicates(["initialization", "seed"]).shape[0]
-            wall = f"{secs / 60:.0f} min ({secs / max(1, n_ft) / 60:.1f} per fine-tune)"
+            walls = json.loads(wf.read_text())
+            secs = sum(w["seconds"] for w in walls)
+            n_ft = sum(w.get("fine_tunes", 0) for w in walls)
+            wall = f"{secs / 60:.0f} min for {n_ft} fine-tunes" if n_ft else f"{secs / 60:.0f} min"
+        ci = {}
+        try:  # paired bootstrap over test sentences (and seeds), from the cell's counts.jsonl
+            st = summary_table(rows, read_counts(d / "counts.jsonl"), reference="metaie", baselines=["vanilla"])
+            for _, r in st[st.initialization == "vanilla"].iterrows():
+                if r["diff"] == r["diff"]:  # not NaN
+                    ci[r["subtask"]] = f"{r['diff']:+.1f} [{r['diff_lo']:+.1f}, {r['diff_hi']:+.1f}]"
+        except Exception as e:  # a cell without counts still reports its means
+            print(f"[recipe_compare] {d.name}: no interval ({e})", file=sys.stderr)
         for sub, g in df.groupby("subtask", sort=False):
             cell = {}
             for init in ("vanilla", "metaie"):
@@ -140,7 +163,8 @@ def report(args) -> int:
                 cell[init] = (f"{100 * h.f1.mean():.1f} ± {100 * h.f1.std(ddof=1) if seeds > 1 else 0:.1f} "
                               f"({int(h.n_pred.sum())}; {seeds} seeds)")
             n_coll = int((g.collapsed.fillna("").astype(str) != "").sum())
-            lines.append(f"| {dataset} | {sub} | {recipe} | {cell['vanilla']} | {cell['metaie']} | {n_coll} of {len(g)} | {wall} |")
+            lines.append(f"| {dataset} | {sub} | {recipe} | {cell['vanilla']} | {cell['metaie']} | {ci.get(sub, '-')} | "
+                         f"{n_coll} of {len(g)} | {wall} |")
     print("\n".join(lines))
     return 0
 
