@@ -137,9 +137,12 @@ def test_endpoint_got_the_papers_messages_with_a_fake_key(paper_run):
         assert [m["role"] for m in r["messages"]] == ["user", "system"]
         assert r["model"] == PAPER_MODEL and r["temperature"] == paper["temperature"] and r["max_tokens"] == paper["max_tokens"]
     assert set(t.auth_headers) == {f"Bearer {FAKE_KEY}"}
-    # ner-distill asked the same teacher for named entities (ner-v1) on the same sentences; llm-icl prompted it
-    ner = [r for r in t.requests if r["messages"][0]["content"].startswith("Extract all named entities")]
-    assert sorted(r["messages"][0]["content"].split("\n", 1)[1] for r in ner) == sorted(sents)
+    # ner-distill asked the same teacher for named entities (ner-icl-v1: NER demonstrations first) on MetaIE's
+    # sentences, and on more of the same corpus when its instances fell short of MetaIE's; llm-icl prompted it
+    ner = [r for r in t.requests if r["messages"][-1]["content"].startswith("Extract all named entities")]
+    assert all(r["messages"][0]["role"] == "system" and r["messages"][2]["role"] == "assistant" for r in ner)
+    asked = [r["messages"][-1]["content"].split("\n", 1)[1] for r in ner]
+    assert set(sents) <= set(asked) and len(asked) == len(set(asked))
     assert any(r["messages"][0]["role"] == "system" and "user's sentence" in r["messages"][0]["content"] for r in t.requests)
     m02 = json.loads((paper_run["dirs"]["02_distill_llm"] / "metrics.json").read_text())
     assert m02["model"] == PAPER_MODEL and m02["answered"] == 24 and m02["prompt_tokens"] > 0 and m02["cost_usd"] > 0

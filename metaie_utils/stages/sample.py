@@ -61,6 +61,11 @@ class SampleConfig(StageConfig):
     max_words: int = 60  # longest sentence kept (words)
     dedup: bool = True  # drop normalized duplicates
 
+    def sample(self, progress: bool = False) -> list[dict]:
+        """The sentences this config samples (:func:`sample_corpus`); other stages reach stage 01 through its
+        config (``core.params.stage_config``), as stage 05's ner-distill does to ask more sentences."""
+        return sample_corpus(self, progress=progress)[0]
+
 
 @dataclass
 class Paragraph:

@@ -247,7 +247,6 @@ def more_ner_sentences(cfg: Any, have: Sequence[dict], n_total: int) -> list[dic
     """Sentences of MetaIE's own corpus and sampler beyond ``have``, up to ``n_total`` in all: stage 01 re-run
     with a larger ``n_sentences`` (its bottom-k sample is prefix-stable, so MetaIE's sentences come first)."""
     from metaie_utils.core.params import stage_config
-    from metaie_utils.stages.sample import sample_corpus
 
     sentences_path = find_upstream(cfg.meta_model, "sentences.jsonl") if cfg.meta_model else None
     run = run_dir_of(sentences_path) if sentences_path else None
@@ -256,7 +255,7 @@ def more_ner_sentences(cfg: Any, have: Sequence[dict], n_total: int) -> list[dic
     params = dict(read_json(run / MANIFEST).get("params", {}))
     params = {k: v for k, v in params.items() if k not in ("run_name", "out_root", "overwrite")}
     params["n_sentences"] = n_total
-    rows, _ = sample_corpus(stage_config("01_sample_corpus", params), progress=False)
+    rows = stage_config("01_sample_corpus", params).sample()
     seen = {r.get("text") for r in have}
     return [r for r in rows if r.get("text") not in seen]
 
