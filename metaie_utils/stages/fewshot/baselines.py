@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from metaie_utils.core.io import write_jsonl
+from metaie_utils.core.io import read_jsonl, write_jsonl
 from metaie_utils.core.paths import resolve
 from metaie_utils.core.runs import read_json, write_json
 from metaie_utils.core.spans import Span
@@ -286,7 +286,7 @@ def ner_distilled_checkpoint(cfg: Any) -> Path:
     n = cfg.baseline_instances or metaie_instance_count(cfg.meta_model)
     if not instances:
         raise _user_error(f"{responses} gave no NER instances (every response failed or matched no span).")
-    sources, n_sentences = [str(responses)], len(list(read_jsonl_rows(responses)))
+    sources, n_sentences = [str(responses)], len(read_jsonl(responses))
     n_meta_sentences = n_sentences
     if len(instances) < n and not cfg.ner_responses:  # NER answers fewer spans per sentence: ask more sentences
         from metaie_utils.llm import client as llm
@@ -316,11 +316,6 @@ def ner_distilled_checkpoint(cfg: Any) -> Path:
                 "num_layers": cfg.num_layers, "train": train_params, "seed": cfg.seed}
     return _train_cached("ner-distill", instances, cfg, settings, recipe)
 
-
-def read_jsonl_rows(path: Path) -> Iterator[dict]:
-    from metaie_utils.core.io import read_jsonl
-
-    yield from read_jsonl(path)
 
 
 def multiie_instances(names: Iterable[str], get_dataset=None) -> list[dict]:
