@@ -31,6 +31,10 @@ RECIPES: dict[str, list[str]] = {
     "neg50": ["fewshot_neg_share=0.5"],               # all-O instances sampled down to half of the fine-tune
     "balanced": ["fewshot_class_weight=balanced"],    # B/I/O loss weights n / (3 n_tag)
     "neg50-epochs": ["fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
+    # the step budget's learning curve (issue 16: make run's few-shot stage in its time budget)
+    "neg50-s150": ["fewshot_neg_share=0.5", "fewshot_max_steps=150"],
+    "neg50-s75": ["fewshot_neg_share=0.5", "fewshot_max_steps=75"],
+    "neg50-b4": ["fewshot_neg_share=0.5", "fewshot_batch_size=4"],  # half the samples, the same 300 updates
 }
 DATASETS = ["conll2003", "conll04", "absa-14res", "ner-mix"]
 SEEDS = 3

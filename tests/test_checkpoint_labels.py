@@ -222,3 +222,29 @@ def test_extraction_reads_the_authors_order(tmp_path):
     [spans] = MetaIE(load_token_classifier(o_all), load_tokenizer(str(o_all)), device="cpu").extract(text, ["Location"])
     assert spans == []
     assert tuple(OBI) == ("O", "B", "I")
+
+
+def test_fresh_head_load_is_one_quiet_line_but_missing_encoder_weights_warn(tmp_path, caplog, capsys):
+    """transformers' LOAD REPORT table (fresh classifier, unused pooler) is expected on every few-shot fine-tune
+    of a plain encoder and is not printed; an encoder weight missing from the checkpoint is a named warning."""
+    import logging
+
+    from safetensors.torch import load_file, save_file
+
+    plain = save_plain_encoder(tmp_path / "plain")
+    with caplog.at_level(logging.WARNING):
+        load_token_classifier(plain)
+    out = capsys.readouterr()
+    assert "LOAD REPORT" not in out.out + out.err + caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("metaie_utils")]
+
+    f = plain / "model.safetensors"
+    sd = load_file(str(f))
+    gone = next(k for k in sd if "encoder.layer.1.attention.self.query.weight" in k)
+    del sd[gone]
+    save_file(sd, str(f), metadata={"format": "pt"})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_token_classifier(plain)
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    assert "encoder.layer.1.attention.self.query.weight" in warned and "LOAD REPORT" not in warned

@@ -187,6 +187,39 @@ def _truncate(cfg, num_layers: int, path: str) -> None:
     cfg.num_hidden_layers = num_layers  # weights of the first k layers load; the rest are dropped
 
 
+def _from_pretrained_fresh_head(auto_cls: Any, path: str, cfg: Any, **kw: Any):
+    """``from_pretrained`` for an encoder that gets a fresh O/B/I head, without transformers' LOAD REPORT table.
+
+    The report lists the newly initialised ``classifier.*`` weights and the unused pooler on every
+    few-shot fine-tune of a plain encoder, which is expected; it becomes one debug line here. Weights
+    missing *outside* the head (a truncated or mismatched checkpoint) are still a warning, naming them.
+    """
+    import logging
+
+    tlog = logging.getLogger("transformers.modeling_utils")
+    old = tlog.level
+    tlog.setLevel(logging.ERROR)
+    try:
+        model, info = auto_cls.from_pretrained(path, config=cfg, ignore_mismatched_sizes=True,
+                                               output_loading_info=True, **kw)
+    finally:
+        tlog.setLevel(old)
+    head = getattr(model, "base_model_prefix", "") or ""
+
+    def in_head(key: str) -> bool:
+        return key.startswith("classifier.") or key.startswith("score.")
+
+    missing = [k for k in info.get("missing_keys", []) or [] if not in_head(k)]
+    mism = [k for k in (info.get("mismatched_keys") or []) if not in_head(k[0] if isinstance(k, (tuple, list)) else k)]
+    log = logging.getLogger(__name__)
+    if missing or mism:
+        log.warning("%s: encoder weights newly initialised (not in the checkpoint): %s", path, ", ".join(
+            map(str, (missing + mism)[:8])) + (" ..." if len(missing) + len(mism) > 8 else ""))
+    log.debug("%s: fresh O/B/I head (%s model); unused checkpoint weights: %s", path, head,
+              ", ".join(info.get("unexpected_keys", []) or []) or "none")
+    return model
+
+
 def load_token_classifier(path: str | Path, num_layers: int = 0, **kw: Any):
     """``AutoModelForTokenClassification`` from ``path`` with ``O=0, B=1, I=2``, head rows mapped by name.
 
@@ -205,7 +238,7 @@ def load_token_classifier(path: str | Path, num_layers: int = 0, **kw: Any):
         cfg = AutoConfig.from_pretrained(path, num_labels=len(OBI), id2label=dict(enumerate(OBI)),
                                          label2id={t: i for i, t in enumerate(OBI)})
         _truncate(cfg, num_layers, path)
-        model = AutoModelForTokenClassification.from_pretrained(path, config=cfg, ignore_mismatched_sizes=True, **kw)
+        model = _from_pretrained_fresh_head(AutoModelForTokenClassification, path, cfg, **kw)
         return permute_head(model, [0, 1, 2])  # checks the head exists; names stay O/B/I
     _truncate(cfg, num_layers, path)
     model = AutoModelForTokenClassification.from_pretrained(path, config=cfg, **kw)
