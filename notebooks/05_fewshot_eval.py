@@ -72,6 +72,7 @@ fewshot_max_length = 0  # sub-tokens per query in few-shot training and extracti
 fewshot_max_steps = 300  # 0: epochs decide; n > 0 caps optimizer steps (the same for every initialization)
 fewshot_neg_share = 0.5  # 0.5 chosen by the recipe comparison (README); 0: every all-O instance is trained on; s in (0, 1): all-O instances sampled down to this share
 fewshot_class_weight = "none"  # "none" | "balanced": B/I/O loss weights n / (3 n_tag)
+fewshot_precision = "auto"  # few-shot training: "auto" (GPU half, CPU fp32) | "fp32" | "bf16" (CPU: AMX/AVX512-BF16 only) | "fp16"
 eval_batch_size = 64  # (sentence, label) queries per forward pass
 gold_anchor_rows = True  # two-stage tasks also score stage 2 on the gold anchors (<subtask>@gold rows)
 fewshot_workers = 0  # fine-tunes at once in worker processes; 0: one per CPU core, one thread each (1 on a GPU)

@@ -35,6 +35,7 @@ RECIPES: dict[str, list[str]] = {
     "neg50-s150": ["fewshot_neg_share=0.5", "fewshot_max_steps=150"],
     "neg50-s75": ["fewshot_neg_share=0.5", "fewshot_max_steps=75"],
     "neg50-b4": ["fewshot_neg_share=0.5", "fewshot_batch_size=4"],  # half the samples, the same 300 updates
+    "neg50-bf16": ["fewshot_neg_share=0.5", "fewshot_precision=bf16"],  # bf16 autocast (CPU: AMX / AVX512-BF16)
 }
 DATASETS = ["conll2003", "conll04", "absa-14res", "ner-mix"]
 SEEDS = 3

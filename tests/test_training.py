@@ -230,3 +230,32 @@ def test_balanced_recipe_trains_and_records_its_weights(tiny, tmp_path):
                                  TrainRecipe(lr=1e-3, max_steps=2, batch_size=4, class_weight="balanced"))
     w = read_training_info(out)["tag_weights"]
     assert set(w) == set(LABELS) and w["O"] < 1 < w["B"]
+
+
+def test_samples_seen_counts_what_the_model_saw_and_precision_is_recorded(tiny, tmp_path):
+    """3 steps of batch 2 over 5 instances are one epoch whose last batch is short: 5 samples seen, not the
+    nominal 6 (and the eval passes are not counted)."""
+    from metaie_utils.models.checkpoint import read_training_info
+
+    out = train_token_classifier([INST] * 5, str(tiny), tmp_path / "m", TrainRecipe(max_steps=3, batch_size=2),
+                                 eval_instances=[INST], progress=False)
+    info = read_training_info(out)
+    assert info["samples_seen"] == 5 and info["global_step"] == 3 and info["precision"] == "fp32"
+
+
+def test_cpu_bf16_training_needs_bf16_units(tiny, tmp_path, monkeypatch):
+    from metaie_utils.core import device as dev
+    from metaie_utils.models.checkpoint import read_training_info
+
+    monkeypatch.setattr(dev, "cpu_bf16_units", lambda: "")
+    with pytest.raises(ParamsError, match="no bf16 matrix units"):
+        train_token_classifier([INST] * 2, str(tiny), tmp_path / "x", TrainRecipe(max_steps=1, precision="bf16",
+                                                                                  device="cpu"))
+    with pytest.raises(ParamsError, match="fp16"):
+        train_token_classifier([INST] * 2, str(tiny), tmp_path / "y", TrainRecipe(max_steps=1, precision="fp16",
+                                                                                  device="cpu"))
+    monkeypatch.setattr(dev, "cpu_bf16_units", lambda: "amx")
+    out = train_token_classifier([INST] * 4, str(tiny), tmp_path / "z", TrainRecipe(max_steps=2, batch_size=2,
+                                                                                    precision="bf16", device="cpu"))
+    info = read_training_info(out)
+    assert info["precision"] == "bf16" and info["samples_seen"] == 4

@@ -30,6 +30,34 @@ def pick_precision(device: str) -> str:
     return "fp32"
 
 
+def cpu_bf16_units() -> str:
+    """The CPU's bf16 matrix units: ``"amx"`` (AMX-BF16 tiles), ``"avx512_bf16"``, or ``""`` (none, or unknown).
+
+    Read from torch's CPU capability where it names AMX, else from ``/proc/cpuinfo`` flags (Linux); on
+    other systems ``""``, so bf16 training on a CPU is never chosen silently where it would be emulated.
+    """
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        cap = str(torch.backends.cpu.get_cpu_capability()).lower()
+    except Exception:  # older torch, no torch
+        cap = ""
+    if "amx_bf16" in flags or "amx" in cap:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    return ""
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)

@@ -247,6 +247,23 @@ def _is_finished(output_dir: Path) -> bool:
         return False
 
 
+class _SampleCounter:
+    """Counts the training samples the model actually sees: a forward pre-hook that adds the batch size of
+    every forward pass made in training mode (transformers' ``train_samples_per_second`` assumes full
+    accumulation steps; an epoch that ends on a short one sees fewer). Evaluation passes are not counted."""
+
+    def __init__(self, model: Any):
+        self.n = 0
+        self.handle = model.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module: Any, args: tuple, kwargs: dict) -> None:
+        if module.training:
+            x = kwargs.get("input_ids")
+            if x is None and args:
+                x = args[0]
+            self.n += int(x.shape[0]) if hasattr(x, "shape") else 0
+
+
 def train_token_classifier(train: list[dict], init: str, output_dir: Path, recipe: TrainRecipe,
                            eval_instances: list[dict] | None = None, resume: bool = True,
                            provenance: dict[str, Any] | None = None, progress: bool = True) -> Path:
@@ -271,7 +288,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
     )
     from transformers.trainer_utils import get_last_checkpoint
 
-    from metaie_utils.core.device import pick_device, pick_precision
+    from metaie_utils.core.device import cpu_bf16_units, pick_device, pick_precision
 
     output_dir = Path(output_dir)
     if resume and _is_finished(output_dir):
@@ -288,8 +305,14 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
 
     device = pick_device(recipe.device)
     precision = pick_precision(device) if recipe.precision == "auto" else recipe.precision
-    if precision in ("fp16", "bf16") and not device.startswith("cuda"):
-        raise ParamsError(f"precision = {precision!r} needs a CUDA GPU but device is {device!r}; use precision='auto'.")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ParamsError(f"precision = 'fp16' needs a CUDA GPU but device is {device!r}; use precision='auto', "
+                          f"'fp32' or (on a CPU with bf16 units) 'bf16'.")
+    if precision == "bf16" and device == "cpu" and not cpu_bf16_units():
+        raise ParamsError("precision = 'bf16' on this CPU: it has no bf16 matrix units (AMX or AVX512-BF16), so bf16 "
+                          "autocast would be emulated and slower than fp32; use precision='fp32'.")
+    if precision == "bf16" and device not in ("cpu",) and not device.startswith("cuda"):
+        raise ParamsError(f"precision = 'bf16' on device {device!r}: bf16 training runs on CUDA or a CPU with bf16 units.")
     path = resolve_backbone(init)
     set_seed(recipe.seed)
     tok = load_tokenizer(path)
@@ -334,6 +357,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
+    seen = _SampleCounter(model)
     trainer = Trainer(
         model=model, args=args, train_dataset=feats, eval_dataset=eval_feats,
         data_collator=DataCollatorForTokenClassification(tok, label_pad_token_id=IGNORE),
@@ -346,6 +370,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
+    seen.handle.remove()
     final_eval = trainer.evaluate() if eval_feats else {}
 
     trainer.save_model(str(output_dir))  # writes on the main process only (DDP-safe)
@@ -370,7 +395,8 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         "global_step": trainer.state.global_step,
         "n_params": int(sum(p.numel() for p in model.parameters())),
         "train_runtime_s": result.metrics.get("train_runtime"),
-        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),  # transformers' nominal count
+        "samples_seen": seen.n,  # training samples the model actually saw (this process; a resumed run counts from the resume)
         "resumed_from": last,
         "data": {**(provenance or {}), "n_train": len(train), "n_eval": len(eval_instances or []),
                  "truncated": n_trunc, "truncated_eval": n_trunc_eval},

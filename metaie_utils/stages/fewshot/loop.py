@@ -62,6 +62,7 @@ RESULT_FIELDS = [
     "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
     "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
     "support_n_pred", "collapsed", "pretrain_sources", "pretrain_instances", "max_length", "train_truncated", "test_windowed",
+    "train_precision", "train_steps", "train_samples", "train_s",
 ]
 
 
@@ -95,6 +96,7 @@ class EvalConfig(StageConfig):
     fewshot_max_steps: int = 300  # 0 = epochs decide; n > 0 caps optimizer steps (the same budget for every init)
     fewshot_neg_share: float = 0.5  # 0.5: chosen by the recipe comparison (README); 0 = every all-O instance is trained on; s in (0, 1): all-O instances are sampled (seeded) down to at most this share
     fewshot_class_weight: str = "none"  # "none" | "balanced": B/I/O cross-entropy weights n / (3 n_tag) over the fine-tune's tags
+    fewshot_precision: str = "auto"  # few-shot training: "auto" (bf16/fp16 on a GPU, fp32 on a CPU) | "fp32" (exact) | "bf16" (autocast; on a CPU only with AMX/AVX512-BF16 units) | "fp16" (CUDA)
     eval_batch_size: int = 64  # (sentence, label) queries per forward pass at test time
     gold_anchor_rows: bool = True  # two-stage tasks also score stage 2 on the gold anchors (<subtask>@gold rows)
     fewshot_workers: int = 0  # fine-tunes run at once, in worker processes: 0 = one per CPU core (one thread each) on a CPU, 1 on a GPU
@@ -130,6 +132,13 @@ class EvalConfig(StageConfig):
             raise ValueError(f"unknown sampler {v!r}; choose from {list(SAMPLERS)}")
         return v
 
+    @field_validator("fewshot_precision")
+    @classmethod
+    def _known_precision(cls, v: str) -> str:
+        if v not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"fewshot_precision {v!r}: use auto, fp32, bf16 or fp16")
+        return v
+
     @field_validator("shots", "fewshot_seeds")
     @classmethod
     def _positive(cls, v: int) -> int:
@@ -157,6 +166,7 @@ def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
         "max_steps": cfg.fewshot_max_steps,
         "neg_share": cfg.fewshot_neg_share,
         "class_weight": cfg.fewshot_class_weight,
+        "precision": cfg.fewshot_precision,
         "num_layers": cfg.num_layers,
         "architecture": cfg.architecture,
     }
@@ -287,6 +297,7 @@ def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
         log_steps=10,
         save_steps=100_000,  # a few-shot fine-tune is minutes: no intermediate checkpoints
         class_weight=cfg.fewshot_class_weight,
+        precision=cfg.fewshot_precision,
     )
 
 
@@ -548,15 +559,20 @@ def _pretrain_counts(ckpt: Any) -> dict[str, Any]:
 
 
 def _window_counts(model_dir: Any) -> dict[str, Any]:
-    """``max_length`` and the number of truncated training instances of a fine-tune, from the
-    ``metaie_training.json`` the trainer writes (nothing when there is none, e.g. a test backend)."""
+    """``max_length``, the number of truncated training instances, the precision, optimizer steps, samples
+    actually seen and seconds of a fine-tune, from the ``metaie_training.json`` the trainer writes (nothing
+    when there is none, e.g. a test backend)."""
     try:
         info = json.loads((Path(model_dir) / "metaie_training.json").read_text())
     except (OSError, ValueError, TypeError):
         return {}
     data = info.get("data") or {}
     ml = info.get("max_length", "")
-    return {"max_length": ml, "train_truncated": f"{data.get('truncated', 0)}/{data.get('n_train', '')}"}
+    steps, batch = info.get("global_step"), info.get("effective_batch")
+    rt = info.get("train_runtime_s")
+    return {"max_length": ml, "train_truncated": f"{data.get('truncated', 0)}/{data.get('n_train', '')}",
+            "train_precision": info.get("precision", ""), "train_steps": steps if steps is not None else "",
+            "train_samples": info.get("samples_seen", ""), "train_s": round(rt, 1) if isinstance(rt, (int, float)) else ""}
 
 
 def gold_anchor_key(subtask: str) -> str:
