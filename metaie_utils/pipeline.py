@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -84,6 +87,88 @@ def _kernel_manager_class() -> type:
     return EncryptedKernelManager
 
 
+def _fmt_elapsed(seconds: float) -> str:
+    """``"4m05s"``, ``"1h02m"``, ``"37s"``.
+
+    >>> _fmt_elapsed(37), _fmt_elapsed(245), _fmt_elapsed(3725)
+    ('37s', '4m05s', '1h02m')
+    """
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ \w+ [\w.]+ ")
+
+
+def stage_progress(stage: str, parameters: Mapping[str, Any], run_dir: Path, width: int = 110) -> str:
+    """One line on how far a running stage is, from what it has written so far: for 05 the fine-tunes recorded
+    in ``results.csv`` against those planned (datasets x initializations x seeds), and for every stage the last
+    line of its ``run.log`` (timestamp and logger name dropped, cut to ``width`` characters)."""
+    parts = []
+    if stage == "05_fewshot_eval":
+        planned = (len(parameters.get("datasets") or []) * len(parameters.get("initializations") or [])
+                   * int(parameters.get("fewshot_seeds") or 1))
+        done = 0
+        f = run_dir / "results.csv"
+        if f.is_file():
+            try:
+                with f.open(newline="") as fh:
+                    done = len({(r.get("dataset"), r.get("initialization"), r.get("seed")) for r in csv.DictReader(fh)})
+            except (OSError, csv.Error):
+                pass
+        parts.append(f"{done}/{planned} fine-tunes recorded")
+    log = run_dir / "run.log"
+    if log.is_file():
+        try:
+            with log.open("rb") as fh:
+                fh.seek(max(0, log.stat().st_size - 4096))
+                lines = [ln for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        except OSError:
+            lines = []
+        if lines:
+            last = _LOG_PREFIX.sub("", lines[-1]).strip()
+            parts.append(last if len(last) <= width else last[: width - 3] + "...")
+    return "; ".join(parts)
+
+
+class _Heartbeat:
+    """Prints ``[run] <stage>: <elapsed> elapsed; <progress>`` every ``interval`` seconds while a stage runs, so a
+    long notebook cell (a meta-training, twelve fine-tunes) is never silent in the terminal or a log file.
+    ``METAIE_HEARTBEAT_S`` sets the interval (default 60; 0 turns it off)."""
+
+    def __init__(self, stage: str, parameters: Mapping[str, Any], run_dir: Path, interval: float | None = None):
+        if interval is None:
+            try:
+                interval = float(os.environ.get("METAIE_HEARTBEAT_S", "60"))
+            except ValueError:
+                raise ParamsError(f"METAIE_HEARTBEAT_S = {os.environ['METAIE_HEARTBEAT_S']!r}: use seconds "
+                                  f"as a number (0 turns the progress lines off).") from None
+        self.stage, self.parameters, self.run_dir, self.interval = stage, parameters, run_dir, interval
+        self._stop = threading.Event()
+        self._t0 = time.time()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            progress = stage_progress(self.stage, self.parameters, self.run_dir)
+            print(f"[run] {self.stage}: {_fmt_elapsed(time.time() - self._t0)} elapsed"
+                  + (f"; {progress}" if progress else ""), flush=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
 def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_output: bool = False) -> Path:
     """Run one notebook with papermill; raise :class:`StageFailed` naming the notebook, cell and error."""
     import papermill as pm
@@ -95,11 +180,12 @@ def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_
     run_dir.mkdir(parents=True, exist_ok=True)
     nb_out = run_dir / f"{stage}.ipynb"
     try:
-        pm.execute_notebook(
-            str(nb_in), str(nb_out), parameters=dict(parameters), cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
-            progress_bar=sys.stderr.isatty(), log_output=log_output, request_save_on_cell_execute=True,
-            kernel_manager_class=_kernel_manager_class(),
-        )
+        with _Heartbeat(stage, parameters, run_dir):
+            pm.execute_notebook(
+                str(nb_in), str(nb_out), parameters=dict(parameters), cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
+                progress_bar=sys.stderr.isatty(), log_output=log_output, request_save_on_cell_execute=True,
+                kernel_manager_class=_kernel_manager_class(),
+            )
     except PapermillExecutionError as e:
         raise StageFailed(
             f"Notebook {nb_in.name} failed in cell {e.cell_index} (execution {e.exec_count}): {e.ename}: {e.evalue}\n"

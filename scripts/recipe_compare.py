@@ -25,11 +25,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: name -> --set pairs on top of params/defaults.yaml (lr 3e-4, batch 8, cosine, <= 300 steps)
+#: name -> --set pairs on top of params/defaults.yaml (lr 3e-4, batch 8, cosine, <= 300 steps). Every recipe names
+#: the keys it is about, so a later change of a default (neg_share became 0.5) cannot change what a name runs;
+#: the few-shot loop also refuses to extend a cell under another recipe than the one its results.csv records.
 RECIPES: dict[str, list[str]] = {
-    "fixed300": [],                                   # make run's recipe until now: every instance, 300 steps
-    "neg50": ["fewshot_neg_share=0.5"],               # all-O instances sampled down to half of the fine-tune
-    "balanced": ["fewshot_class_weight=balanced"],    # B/I/O loss weights n / (3 n_tag)
+    "fixed300": ["fewshot_neg_share=0", "fewshot_class_weight=none"],  # make run's old recipe: every instance, 300 steps
+    "neg50": ["fewshot_neg_share=0.5", "fewshot_class_weight=none"],   # all-O instances sampled down to half
+    "balanced": ["fewshot_neg_share=0", "fewshot_class_weight=balanced"],  # B/I/O loss weights n / (3 n_tag)
     "neg50-epochs": ["fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
     # the step budget's learning curve (issue 16: make run's few-shot stage in its time budget)
     "neg50-s150": ["fewshot_neg_share=0.5", "fewshot_max_steps=150"],

@@ -332,6 +332,13 @@ def test_loop_with_fake_trainer_is_paired_resumable_and_skips_metaie(tmp_path):
     assert len(trained) == n
     summary = write_summary(tmp_path)
     assert (tmp_path / "summary.csv").is_file() and summary.loc[0, "f1"] == 100.0
+    # resuming (or extending to more seeds) under another recipe is refused, naming what differs
+    other = cfg.model_copy(update={"fewshot_neg_share": 0.0, "fewshot_seeds": 3})
+    with pytest.raises(fewshot.FewShotError, match=r"neg_share: recorded 0.5, asked 0.0"):
+        run_fewshot(other, tmp_path, backend, log=logs.append)
+    assert len(trained) == n
+    run_fewshot(cfg.model_copy(update={"fewshot_seeds": 3}), tmp_path, backend, log=logs.append)  # same recipe
+    assert len(trained) == n + 1
 
 
 class SilentExtractor:

@@ -86,3 +86,33 @@ def test_notebook_kernels_are_encrypted_where_zmq_can():
     km = _kernel_manager_class()()
     if zmq.has("curve") and hasattr(km, "transport_encryption"):
         assert km.transport_encryption == "auto"
+
+
+def test_stage_progress_counts_fine_tunes_and_reads_the_log(tmp_path):
+    d = tmp_path / "05"
+    d.mkdir()
+    params = {"datasets": ["conll2003", "conll04"], "initializations": ["vanilla", "metaie"], "fewshot_seeds": 3}
+    assert pipeline.stage_progress("05_fewshot_eval", params, d) == "0/12 fine-tunes recorded"
+    (d / "results.csv").write_text("dataset,initialization,seed,subtask\nconll04,vanilla,0,entity\n"
+                                   "conll04,vanilla,0,relation\nconll04,metaie,0,entity\n")
+    (d / "run.log").write_text("2026-12-04 03:13:38,289 INFO metaie_utils.models.trainer step 40: {'loss': 0.7}\n\n")
+    line = pipeline.stage_progress("05_fewshot_eval", params, d)
+    assert line == "2/12 fine-tunes recorded; step 40: {'loss': 0.7}"
+    assert pipeline.stage_progress("04_train_meta_model", {}, d, width=10) == "step 40..."
+
+
+def test_heartbeat_prints_while_a_stage_runs(tmp_path, capsys, monkeypatch):
+    import time
+
+    (tmp_path / "run.log").write_text("2026-12-04 03:13:38,289 INFO x.y epoch 2 of 6\n")
+    with pipeline._Heartbeat("04_train_meta_model", {}, tmp_path, interval=0.05):
+        time.sleep(0.3)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) >= 2 and all(ln.startswith("[run] 04_train_meta_model: ") for ln in out)
+    assert out[0].endswith("s elapsed; epoch 2 of 6")
+    with pipeline._Heartbeat("04_train_meta_model", {}, tmp_path, interval=0):  # 0 = off
+        time.sleep(0.1)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("METAIE_HEARTBEAT_S", "often")
+    with pytest.raises(pipeline.ParamsError, match="METAIE_HEARTBEAT_S = 'often'"):
+        pipeline._Heartbeat("04_train_meta_model", {}, tmp_path)

@@ -196,14 +196,18 @@ def _from_pretrained_fresh_head(auto_cls: Any, path: str, cfg: Any, **kw: Any):
     """
     import logging
 
-    tlog = logging.getLogger("transformers.modeling_utils")
-    old = tlog.level
-    tlog.setLevel(logging.ERROR)
+    # transformers 5 runs its tensor-parallel plan check whenever modeling_utils' level is >= WARNING and logs every
+    # "not sharded" layer of a single-device model through its own logger: quiet both for this load
+    tlogs = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.distributed.tensor_parallel")]
+    old = [t.level for t in tlogs]
+    for t in tlogs:
+        t.setLevel(logging.ERROR)
     try:
         model, info = auto_cls.from_pretrained(path, config=cfg, ignore_mismatched_sizes=True,
                                                output_loading_info=True, **kw)
     finally:
-        tlog.setLevel(old)
+        for t, lv in zip(tlogs, old):
+            t.setLevel(lv)
     head = getattr(model, "base_model_prefix", "") or ""
 
     def in_head(key: str) -> bool:

@@ -177,6 +177,22 @@ def recipe_string(recipe: Mapping[str, Any]) -> str:
     return ";".join(f"{k}={v}" for k, v in recipe.items())
 
 
+def recipe_differences(recorded: str, current: str) -> dict[str, tuple[str, str]]:
+    """Keys whose values differ between two recipe strings, over the keys both name (a key added to the recipe
+    after a results file was written, such as ``precision``, is not a difference).
+
+    >>> recipe_differences("lr=0.0003;neg_share=0.0", "lr=0.0003;neg_share=0.5;precision=auto")
+    {'neg_share': ('0.0', '0.5')}
+    >>> recipe_differences("lr=0.0003;max_steps=300", "lr=0.0003;max_steps=300;precision=auto")
+    {}
+    """
+    def parse(s: str) -> dict[str, str]:
+        return dict(kv.split("=", 1) for kv in s.split(";") if "=" in kv)
+
+    a, b = parse(recorded), parse(current)
+    return {k: (a[k], b[k]) for k in a if k in b and a[k] != b[k]}
+
+
 @dataclass
 class Backend:
     """The functions the loop calls, injectable for tests. Defaults: the package's real modules.
@@ -630,6 +646,12 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    try:  # a worker's stderr is the terminal's: no per-load "Loading weights" bars there (the parent shows progress)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def _job_in_worker(backend: Backend, cfg: EvalConfig, run_dir: Path, name: str, seed: int, init: str, ckpt: str,
@@ -707,9 +729,17 @@ def run_fewshot(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results_path = run_dir / "results.csv"
-    done = {(r["dataset"], r["initialization"], str(r["seed"])) for r in read_results(results_path)}
+    recorded = read_results(results_path)
+    done = {(r["dataset"], r["initialization"], str(r["seed"])) for r in recorded}
     notes: dict[str, str] = dict(backend.notes)
     recipe = recipe_string(recipe_dict(cfg))
+    for r in recorded:  # a resumed run never mixes two few-shot recipes in one results.csv
+        diff = recipe_differences(r.get("recipe") or "", recipe) if r.get("initialization") != "llm-icl" else {}
+        if diff:
+            detail = ", ".join(f"{k}: recorded {a}, asked {b}" for k, (a, b) in diff.items())
+            raise FewShotError(f"{results_path} holds fine-tunes made with another few-shot recipe ({detail}; first "
+                               f"{r['dataset']} / {r['initialization']} / seed {r['seed']}). Resume with the recorded "
+                               f"recipe, or write to another run name.")
 
     # Resolve every initialization once (baselines are built / reused here).
     inits: dict[str, str] = {}
