@@ -8,6 +8,12 @@ through files under ``outputs/recipe_compare/claims/`` so that two workers, one 
     taskset -c 1 env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_compare.py run > rc1.log 2>&1 &
     .venv/bin/python scripts/recipe_compare.py report          # the README's table (markdown)
 
+Results outlast the machine in ``docs/results/recipe_compare/`` (results.csv, counts.jsonl, wall times per cell):
+``export`` copies finished cells there, ``restore`` puts them back under outputs/ on a new machine so that ``run``
+extends them (the meta-model must be make run's, which is deterministic for a given machine and thread count):
+
+    .venv/bin/python scripts/recipe_compare.py restore && ... run --seeds 3 ... && ... export
+
 ``--seeds 1`` first gives every cell one seed; a later ``run --seeds 3`` extends each finished cell to three
 (``--set overwrite=true`` reopens it, results.csv keeps the seeds it has). A worker killed mid-cell leaves its claim; ``run --reclaim`` (with no other worker alive) clears the claims
 and every cell resumes from its results.csv. The meta-model is make run's (``outputs/04_train_meta_model/defaults``,
@@ -125,6 +131,50 @@ def run(args) -> int:
     return 0
 
 
+FILES = ("results.csv", "counts.jsonl", "recipe_compare_wall.json")
+KEPT = ROOT / "docs" / "results" / "recipe_compare"
+
+
+def restore(args) -> int:
+    """docs/results/recipe_compare/<cell>/ -> outputs/05_fewshot_eval/<cell>/ for cells outputs/ lacks (a new
+    machine): ``run`` then resumes them from their results.csv instead of starting over."""
+    import shutil
+
+    n = 0
+    for recipe, dataset in cells(args.recipes, args.datasets):
+        name = cell_name(recipe, dataset)
+        src, dst = KEPT / name, _cell_dir(name)
+        if not (src / "results.csv").is_file() or (dst / "results.csv").is_file():
+            continue
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in FILES:
+            if (src / f).is_file():
+                shutil.copy2(src / f, dst / f)
+        n += 1
+        print(f"[recipe_compare] restored {name} ({_fine_tunes_done(name)} fine-tunes)")
+    print(f"[recipe_compare] {n} cell(s) restored into outputs/05_fewshot_eval/")
+    return 0
+
+
+def export(args) -> int:
+    """outputs/05_fewshot_eval/<cell>/ -> docs/results/recipe_compare/<cell>/ (the files the report reads)."""
+    import shutil
+
+    n = 0
+    for recipe, dataset in cells(args.recipes, args.datasets):
+        name = cell_name(recipe, dataset)
+        src, dst = _cell_dir(name), KEPT / name
+        if not (src / "results.csv").is_file():
+            continue
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in FILES:
+            if (src / f).is_file():
+                shutil.copy2(src / f, dst / f)
+        n += 1
+    print(f"[recipe_compare] {n} cell(s) exported to {KEPT.relative_to(ROOT)}")
+    return 0
+
+
 def report(args) -> int:
     import pandas as pd
 
@@ -135,7 +185,9 @@ def report(args) -> int:
     lines = ["| dataset | sub-task | recipe | vanilla F1 (spans) | MetaIE F1 (spans) | MetaIE − vanilla [95% CI] | collapsed fine-tunes | wall |",
              "|---|---|---|---|---|---|---|---|"]
     for recipe, dataset in cells(args.recipes, args.datasets):
-        d = ROOT / "outputs" / "05_fewshot_eval" / cell_name(recipe, dataset)
+        d = _cell_dir(cell_name(recipe, dataset))
+        if not (d / "results.csv").is_file():  # a new machine: the kept copy
+            d = KEPT / cell_name(recipe, dataset)
         rows = read_results(d / "results.csv") if (d / "results.csv").is_file() else []
         if not rows:
             continue
@@ -178,7 +230,7 @@ def report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("action", choices=["run", "report", "list"])
+    p.add_argument("action", choices=["run", "report", "list", "restore", "export"])
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--datasets", nargs="+", default=DATASETS)
     p.add_argument("--model", default="outputs/04_train_meta_model/defaults")
@@ -191,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             n = _seeds_done(cell_name(r, d))
             print(cell_name(r, d), f"finished with {n} seed(s)" if n else "")
         return 0
-    return run(args) if args.action == "run" else report(args)
+    return {"run": run, "report": report, "restore": restore, "export": export}[args.action](args)
 
 
 if __name__ == "__main__":
