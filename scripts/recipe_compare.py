@@ -94,8 +94,11 @@ def _add_wall(name: str, seeds: int, secs: float, fine_tunes: int) -> None:
 
     f = _cell_dir(name) / "recipe_compare_wall.json"
     walls = json.loads(f.read_text()) if f.is_file() else []
+    sys.path.insert(0, str(ROOT))
+    from metaie_utils.core.device import machine_info
+
     walls.append({"seeds": seeds, "seconds": round(secs, 1), "fine_tunes": fine_tunes,
-                  "end": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                  "end": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_info()})
     f.write_text(json.dumps(walls, indent=1) + "\n")
 
 

@@ -18,6 +18,7 @@ def test_run_directory_manifest_and_metrics(tmp_path):
     assert m["status"] == "running" and m["seed"] == 7 and m["params"]["seed"] == 7
     assert {"sha", "dirty"} <= set(m["git"]) and m["versions"]["python"]
     assert m["device"] in {"cpu", "cuda", "mps"} and m["start_time"]
+    assert m["machine"]["cores"] >= 1 and m["machine"]["cpu"] and "cpu_bf16_units" in m["machine"]
     run.finish({"f1": 0.5})
     assert json.loads((run.dir / "metrics.json").read_text()) == {"f1": 0.5}
     m = json.loads((run.dir / "manifest.json").read_text())

@@ -76,3 +76,36 @@ def seed_everything(seed: int) -> None:
             torch.cuda.manual_seed_all(seed)
     except ImportError:
         pass
+
+
+def machine_info() -> dict:
+    """What the numbers of a run were measured on: CPU model, usable cores, bf16 units, torch threads, GPU.
+
+    Recorded in every run's manifest, so that a results table says its machine (thread count and CPU change
+    few-shot results by several F1 points; see the README).
+    """
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    info = {"cpu": cpu, "cores": cores, "cpu_bf16_units": cpu_bf16_units() or None, "torch_threads": None, "gpu": None}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:  # torch missing
+        pass
+    return info

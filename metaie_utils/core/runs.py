@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-from metaie_utils.core.device import pick_device, seed_everything
+from metaie_utils.core.device import machine_info, pick_device, seed_everything
 from metaie_utils.core.params import StageConfig
 from metaie_utils.core.paths import REPO_ROOT, resolve
 
@@ -181,6 +181,7 @@ def start_run(cfg: StageConfig, device: str = "auto") -> Run:
         "versions": package_versions(),
         "seed": cfg.seed,
         "device": dev,
+        "machine": machine_info(),
         "argv": sys.argv,
         "start_time": now(),
         "end_time": None,
