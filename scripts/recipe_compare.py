@@ -185,7 +185,8 @@ def report(args) -> int:
 
     from metaie_utils.core.stats import read_counts, summary_table
 
-    lines = ["| dataset | sub-task | recipe | vanilla F1 (spans) | MetaIE F1 (spans) | MetaIE − vanilla [95% CI] | collapsed fine-tunes | wall |",
+    lines = ["| dataset | sub-task | recipe | vanilla F1 (spans per seed) | MetaIE F1 (spans per seed) | MetaIE − vanilla [95% CI] | "
+             "collapsed fine-tunes | wall per fine-tune |",
              "|---|---|---|---|---|---|---|---|"]
     for recipe, dataset in cells(args.recipes, args.datasets):
         d = _cell_dir(cell_name(recipe, dataset))
@@ -202,10 +203,10 @@ def report(args) -> int:
         if wf.is_file():
             import json
 
-            walls = json.loads(wf.read_text())
-            secs = sum(w["seconds"] for w in walls)
-            n_ft = sum(w.get("fine_tunes", 0) for w in walls)
-            wall = f"{secs / 60:.0f} min for {n_ft} fine-tunes" if n_ft else f"{secs / 60:.0f} min"
+            timed = [w for w in json.loads(wf.read_text()) if w.get("fine_tunes")]  # invocations that finished some
+            if timed:
+                per = sum(w["seconds"] for w in timed) / sum(w["fine_tunes"] for w in timed)
+                wall = f"{per / 60:.1f} min"
         ci = {}
         try:  # paired bootstrap over test sentences (and seeds), from the cell's counts.jsonl
             st = summary_table(rows, read_counts(d / "counts.jsonl"), reference="metaie", baselines=["vanilla"])
@@ -222,8 +223,10 @@ def report(args) -> int:
                     cell[init] = "-"
                     continue
                 seeds = len(h)
+                lo, hi = int(h.n_pred.min()), int(h.n_pred.max())
                 cell[init] = (f"{100 * h.f1.mean():.1f} ± {100 * h.f1.std(ddof=1) if seeds > 1 else 0:.1f} "
-                              f"({int(h.n_pred.sum())}; {seeds} seeds)")
+                              f"({lo}-{hi}; {seeds} seed{'s' if seeds > 1 else ''})" if seeds > 1 else
+                              f"{100 * h.f1.mean():.1f} ({lo}; 1 seed)")
             n_coll = int((g.collapsed.fillna("").astype(str) != "").sum())
             lines.append(f"| {dataset} | {sub} | {recipe} | {cell['vanilla']} | {cell['metaie']} | {ci.get(sub, '-')} | "
                          f"{n_coll} of {len(g)} | {wall} |")
