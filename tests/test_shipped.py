@@ -102,6 +102,8 @@ def test_stage_02_replays_without_starting_a_teacher(tmp_path, monkeypatch):
     res = run_distill(cfg, tmp_path / "run", progress=False)
     assert res["source"] == "shipped" and len(res["rows"]) == 5 and res["stats"]["requests"] == 0
     assert res["stats"]["replayed"] == 5 and res["stats"]["parsable_fraction"] == 1.0
+    # tokens per replayed answer, not the total (a replay asks nothing, so "completed" is 0)
+    assert 0 < res["stats"]["mean_completion_tokens"] == round(res["stats"]["completion_tokens"] / 5, 2)
     with pytest.raises(Exception, match="no such file"):
         run_distill(cfg.model_copy(update={"distill_set": str(tmp_path / "nope.gz")}), tmp_path / "run")
 

@@ -103,6 +103,17 @@ def register_cli(sub) -> None:
     p.set_defaults(func=_cmd_distill)
 
 
+def mean_completion_tokens(stats: dict) -> float:
+    """Completion tokens per answer whose tokens are counted: the ones asked now plus the ones replayed from a
+    shipped set (cache hits count none).
+
+    >>> mean_completion_tokens({"completion_tokens": 99, "completed": 0, "replayed": 3})
+    33.0
+    """
+    n = int(stats.get("completed", 0)) + int(stats.get("replayed", 0))
+    return round(stats.get("completion_tokens", 0) / n, 2) if n else 0.0
+
+
 def run_distill(cfg: DistillConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Stage 02 on ``cfg``: ``{"rows", "stats", "timings", "model", "source", "note", "sentences"}``.
 
@@ -126,6 +137,7 @@ def run_distill(cfg: DistillConfig, run_dir: str | Path, progress: bool = True) 
                      "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in rows),
                      "completion_tokens": sum(r.get("completion_tokens", 0) for r in rows),
                      "cost_usd": 0.0, "elapsed_s": 0.0, "tokens_per_s": 0.0, "replayed": len(rows)}
+            stats["mean_completion_tokens"] = mean_completion_tokens(stats)
             for r in rows:
                 r.pop("prompt_tokens", None), r.pop("completion_tokens", None)
             return {"rows": rows, "stats": stats, "timings": [], "model": rows[0]["model"] if rows else cfg.teacher,
@@ -141,5 +153,6 @@ def run_distill(cfg: DistillConfig, run_dir: str | Path, progress: bool = True) 
         rows = distill(sentences, client, cfg.prompt_version, cfg.n_samples, cfg.temperature, cfg.max_tokens,
                        seed=cfg.seed, progress=progress)
     stats = {**client.summary(), **response_stats(rows), "replayed": 0}
+    stats["mean_completion_tokens"] = mean_completion_tokens(stats)
     return {"rows": rows, "stats": stats, "timings": completions_table(client.last_completions), "model": endpoint.model,
             "source": "teacher", "note": f"asked the teacher ({note})", "sentences": sentences}
