@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the keys it is about, so a later change of a default (neg_share became 0.5) cannot change what a name runs;
 #: the few-shot loop also refuses to extend a cell under another recipe than the one its results.csv records.
 RECIPES: dict[str, list[str]] = {
-    "fixed300": ["fewshot_neg_share=0", "fewshot_class_weight=none"],  # make run's old recipe: every instance, 300 steps
-    "neg50": ["fewshot_neg_share=0.5", "fewshot_class_weight=none"],   # all-O instances sampled down to half
-    "balanced": ["fewshot_neg_share=0", "fewshot_class_weight=balanced"],  # B/I/O loss weights n / (3 n_tag)
-    "neg50-epochs": ["fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
+    "fixed300": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=none"],  # make run's old recipe: every instance, 300 steps
+    "neg50": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_class_weight=none"],   # all-O instances sampled down to half
+    "balanced": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=balanced"],  # B/I/O loss weights n / (3 n_tag)
+    "neg50-epochs": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
     # the step budget's learning curve (issue 16: make run's few-shot stage in its time budget)
-    "neg50-s150": ["fewshot_neg_share=0.5", "fewshot_max_steps=150"],
-    "neg50-s75": ["fewshot_neg_share=0.5", "fewshot_max_steps=75"],
-    "neg50-b4": ["fewshot_neg_share=0.5", "fewshot_batch_size=4"],  # half the samples, the same 300 updates
+    "neg50-s150": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=150"],
+    "neg50-s75": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=75"],
+    "neg50-b4": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_batch_size=4"],  # half the samples, the same 300 updates
     "neg50-bf16": ["fewshot_neg_share=0.5", "fewshot_precision=bf16"],  # bf16 autocast (CPU: AMX / AVX512-BF16)
 }
 DATASETS = ["conll2003", "conll04", "absa-14res", "ner-mix"]
