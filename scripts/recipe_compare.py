@@ -7,6 +7,7 @@ through files under ``outputs/recipe_compare/claims/`` so that two workers, one 
     taskset -c 0 env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_compare.py run > rc0.log 2>&1 &
     taskset -c 1 env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_compare.py run > rc1.log 2>&1 &
     .venv/bin/python scripts/recipe_compare.py report          # the README's table (markdown)
+    .venv/bin/python scripts/recipe_compare.py versus --recipes neg50-bf16 neg50   # one recipe against another
 
 Results outlast the machine in ``docs/results/recipe_compare/`` (results.csv, counts.jsonl, wall times per cell):
 ``export`` copies finished cells there, ``restore`` puts them back under outputs/ on a new machine so that ``run``
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: name -> --set pairs on top of params/defaults.yaml (lr 3e-4, batch 8, cosine, <= 300 steps). Every recipe names
 #: the keys it is about, so a later change of a default (neg_share became 0.5) cannot change what a name runs;
 #: the few-shot loop also refuses to extend a cell under another recipe than the one its results.csv records.
+#: The fp32 candidates name fewshot_precision=fp32: ``auto`` trains in bf16 on a CPU with bf16 units.
 RECIPES: dict[str, list[str]] = {
     "fixed300": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=none"],  # make run's old recipe: every instance, 300 steps
     "neg50": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_class_weight=none"],   # all-O instances sampled down to half
@@ -178,6 +180,54 @@ def export(args) -> int:
     return 0
 
 
+def _cell_files(recipe: str, dataset: str) -> Path:
+    """The cell's directory under outputs/, or its kept copy (docs/results/recipe_compare) on a new machine."""
+    d = _cell_dir(cell_name(recipe, dataset))
+    return d if (d / "results.csv").is_file() else KEPT / cell_name(recipe, dataset)
+
+
+def versus(args) -> int:
+    """``--recipes CAND BASE``: CAND − BASE per dataset, sub-task and initialization, with a 95% paired bootstrap
+    over the seeds both ran and the test sentences (the same support sets and sentences: the sampler and the
+    test subset depend on the seed and dataset only), e.g. bf16 against fp32 training."""
+    from metaie_utils.core.stats import read_counts, summary_table
+    from metaie_utils.stages.fewshot.loop import read_results
+
+    if len(args.recipes) != 2:
+        print("versus takes two recipes: --recipes CANDIDATE BASELINE", file=sys.stderr)
+        return 2
+    cand, base = args.recipes
+    lines = [f"| dataset | sub-task | initialization | {base} F1 | {cand} F1 | {cand} − {base} [95% CI] | seeds paired |",
+             "|---|---|---|---|---|---|---|"]
+    for dataset in args.datasets:
+        rows, counts = [], []
+        for recipe in (cand, base):
+            d = _cell_files(recipe, dataset)
+            if not (d / "results.csv").is_file():
+                break
+            for r in read_results(d / "results.csv"):
+                rows.append({**r, "initialization": f"{r['initialization']}@{recipe}"})
+            for c in (read_counts(d / "counts.jsonl") if (d / "counts.jsonl").is_file() else []):
+                counts.append({**c, "initialization": f"{c['initialization']}@{recipe}"})
+        else:
+            for init in ("vanilla", "metaie"):
+                st = summary_table([r for r in rows if r["initialization"].startswith(init + "@")],
+                                   [c for c in counts if c["initialization"].startswith(init + "@")],
+                                   reference=f"{init}@{cand}", baselines=[f"{init}@{base}"])
+                for sub in st.subtask.unique():
+                    g = st[st.subtask == sub].set_index("initialization")
+                    if f"{init}@{cand}" not in g.index or f"{init}@{base}" not in g.index:
+                        continue
+                    c, b = g.loc[f"{init}@{cand}"], g.loc[f"{init}@{base}"]
+                    diff = (f"{b['diff']:+.1f} [{b['diff_lo']:+.1f}, {b['diff_hi']:+.1f}]" if b["diff"] == b["diff"]
+                            else f"- ({b.get('note', '')})")
+                    lines.append(f"| {dataset} | {sub} | {init} | {b['f1']:.1f} ± {b['f1_std']:.1f} ({int(b['n_seeds'])}) | "
+                                 f"{c['f1']:.1f} ± {c['f1_std']:.1f} ({int(c['n_seeds'])}) | {diff} | "
+                                 f"{int(b['n_paired_seeds']) if b['n_paired_seeds'] == b['n_paired_seeds'] else ''} |")
+    print("\n".join(lines))
+    return 0
+
+
 def report(args) -> int:
     import pandas as pd
 
@@ -236,7 +286,7 @@ def report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("action", choices=["run", "report", "list", "restore", "export"])
+    p.add_argument("action", choices=["run", "report", "versus", "list", "restore", "export"])
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--datasets", nargs="+", default=DATASETS)
     p.add_argument("--model", default="outputs/04_train_meta_model/defaults")
@@ -249,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             n = _seeds_done(cell_name(r, d))
             print(cell_name(r, d), f"finished with {n} seed(s)" if n else "")
         return 0
-    return {"run": run, "report": report, "restore": restore, "export": export}[args.action](args)
+    return {"run": run, "report": report, "versus": versus, "restore": restore, "export": export}[args.action](args)
 
 
 if __name__ == "__main__":

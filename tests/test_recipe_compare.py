@@ -47,3 +47,41 @@ def test_restore_then_export_round_trips_kept_cells(rc, tmp_path, capsys):
     assert rc._fine_tunes_done("recipe-neg50-conll2003") == 3
     assert rc.export(args) == 0
     assert (kept / "results.csv").read_text().endswith("conll2003,vanilla,1,entity,0.2\n")
+
+
+def test_versus_pairs_two_recipes_per_initialization(rc, capsys):
+    """bf16 against fp32: the same seeds and test sentences, one row per (sub-task, initialization)."""
+    from metaie_utils.core.stats import counts_record
+
+    ids = [f"s{i}" for i in range(20)]
+
+    def cell(recipe: str, tp: int) -> None:
+        d = rc.KEPT / f"recipe-{recipe}-conll2003"
+        d.mkdir(parents=True)
+        rows, recs = ["dataset,initialization,seed,subtask,f1,n_pred"], []
+        for init, extra in (("vanilla", 0), ("metaie", 1)):
+            for seed in (0, 1):
+                counts = [(min(tp + extra, 2), 2, 2)] * 20  # F1 = (tp + extra) / 2 on every sentence
+                f1 = min(tp + extra, 2) / 2
+                rows.append(f"conll2003,{init},{seed},entity,{f1},40")
+                recs.append(counts_record("conll2003", "entity", init, seed, ids, counts))
+        (d / "results.csv").write_text("\n".join(rows) + "\n")
+        (d / "counts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+    cell("neg50", 0)
+    cell("neg50-bf16", 1)
+    args = rc.argparse.Namespace(recipes=["neg50-bf16", "neg50"], datasets=["conll2003", "conll04"])
+    assert rc.versus(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| dataset | sub-task | initialization | neg50 F1 | neg50-bf16 F1 |")
+    rows = {line.split(" | ")[2]: line for line in out[2:]}
+    assert set(rows) == {"vanilla", "metaie"}  # conll04 has no cells: left out
+    assert "| 0.0 ± 0.0 (2) | 50.0 ± 0.0 (2) | +50.0 [+50.0, +50.0] | 2 |" in rows["vanilla"]
+    assert "| 50.0 ± 0.0 (2) | 100.0 ± 0.0 (2) | +50.0 [+50.0, +50.0] | 2 |" in rows["metaie"]
+    assert rc.versus(rc.argparse.Namespace(recipes=["neg50"], datasets=["conll2003"])) == 2
+
+
+def test_fp32_recipes_name_their_precision(rc):
+    """fewshot_precision=auto became bf16 on CPUs with bf16 units: the fp32 candidates must not follow it."""
+    for name, sets in rc.RECIPES.items():
+        assert any(kv.startswith("fewshot_precision=") for kv in sets), name
