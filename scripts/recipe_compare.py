@@ -42,6 +42,8 @@ RECIPES: dict[str, list[str]] = {
     "balanced": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=balanced"],  # B/I/O loss weights n / (3 n_tag)
     "neg50-epochs": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
     # the step budget's learning curve (issue 16: make run's few-shot stage in its time budget)
+    # a budget that follows a large support set: at least 3 epochs (UP-EWT: 2,202 instances, 300 steps of 8 is ~1 pass)
+    "neg50-me3": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_min_epochs=3"],
     "neg50-s150": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=150"],
     "neg50-s75": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=75"],
     "neg50-b4": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_batch_size=4"],  # half the samples, the same 300 updates

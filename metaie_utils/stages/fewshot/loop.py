@@ -94,6 +94,7 @@ class EvalConfig(StageConfig):
     fewshot_grad_accum: int = 1  # gradient accumulation steps (effective batch = batch_size * grad_accum)
     fewshot_max_length: int = 0  # sub-tokens per query in few-shot training AND extraction; 0 = the backbone's window (512)
     fewshot_max_steps: int = 300  # 0 = epochs decide; n > 0 caps optimizer steps (the same budget for every init)
+    fewshot_min_epochs: float = 0  # with fewshot_max_steps > 0: the cap rises to at least this many epochs over the fine-tune's instances (0 = the cap alone)
     fewshot_neg_share: float = 0.5  # 0.5: chosen by the recipe comparison (README); 0 = every all-O instance is trained on; s in (0, 1): all-O instances are sampled (seeded) down to at most this share
     fewshot_class_weight: str = "none"  # "none" | "balanced": B/I/O cross-entropy weights n / (3 n_tag) over the fine-tune's tags
     fewshot_precision: str = "auto"  # few-shot training: "auto" (bf16/fp16 on a GPU; on a CPU bf16 where it has AMX/AVX512-BF16 units, else fp32) | "fp32" (exact) | "bf16" (autocast; on a CPU only with AMX/AVX512-BF16 units) | "fp16" (CUDA)
@@ -179,6 +180,7 @@ def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
         "batch_size": cfg.fewshot_batch_size,
         "grad_accum": cfg.fewshot_grad_accum,
         "max_steps": cfg.fewshot_max_steps,
+        "min_epochs": cfg.fewshot_min_epochs,
         "neg_share": cfg.fewshot_neg_share,
         "class_weight": cfg.fewshot_class_weight,
         "precision": fewshot_precision(cfg),
@@ -343,6 +345,7 @@ def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
         batch_size=cfg.fewshot_batch_size,
         grad_accum=cfg.fewshot_grad_accum,
         max_steps=cfg.fewshot_max_steps if cfg.fewshot_max_steps > 0 else -1,
+        min_epochs=cfg.fewshot_min_epochs,
         num_layers=cfg.num_layers,
         max_length=cfg.fewshot_max_length,  # 0: the backbone's window, the same as extraction's
         device=cfg.device,
