@@ -142,13 +142,34 @@ FILES = ("results.csv", "counts.jsonl", "recipe_compare_wall.json")
 KEPT = ROOT / "docs" / "results" / "recipe_compare"
 
 
+def _present_cells(root: Path, recipes: list[str]) -> list[tuple[str, str]]:
+    """(recipe, dataset) of every ``recipe-<recipe>-<dataset>`` folder under ``root`` with a results.csv, for
+    the given recipes (a folder belongs to the longest recipe name it starts with: neg50-bf16, not neg50)."""
+    out = []
+    for d in sorted(root.glob("recipe-*")) if root.is_dir() else []:
+        if not (d / "results.csv").is_file():
+            continue
+        owners = [r for r in RECIPES if d.name.startswith(f"recipe-{r}-")]
+        if not owners:
+            continue
+        recipe = max(owners, key=len)
+        if recipe in recipes:
+            out.append((recipe, d.name[len(f"recipe-{recipe}-"):]))
+    return out
+
+
+def _io_cells(args, root: Path) -> list[tuple[str, str]]:
+    """The cells restore / export move: the --datasets named, or every cell of the recipes found under root."""
+    return cells(args.recipes, args.datasets) if args.datasets else _present_cells(root, args.recipes)
+
+
 def restore(args) -> int:
     """docs/results/recipe_compare/<cell>/ -> outputs/05_fewshot_eval/<cell>/ for cells outputs/ lacks (a new
     machine): ``run`` then resumes them from their results.csv instead of starting over."""
     import shutil
 
     n = 0
-    for recipe, dataset in cells(args.recipes, args.datasets):
+    for recipe, dataset in _io_cells(args, KEPT):
         name = cell_name(recipe, dataset)
         src, dst = KEPT / name, _cell_dir(name)
         if not (src / "results.csv").is_file() or (dst / "results.csv").is_file():
@@ -168,7 +189,7 @@ def export(args) -> int:
     import shutil
 
     n = 0
-    for recipe, dataset in cells(args.recipes, args.datasets):
+    for recipe, dataset in _io_cells(args, ROOT / "outputs" / "05_fewshot_eval"):
         name = cell_name(recipe, dataset)
         src, dst = _cell_dir(name), KEPT / name
         if not (src / "results.csv").is_file():
@@ -290,12 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("action", choices=["run", "report", "versus", "list", "restore", "export"])
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    p.add_argument("--datasets", nargs="+", default=DATASETS)
+    p.add_argument("--datasets", nargs="+", default=None,
+                   help=f"default: {' '.join(DATASETS)} (run, report, versus, list); every cell found (restore, export)")
     p.add_argument("--model", default="outputs/04_train_meta_model/defaults")
     p.add_argument("--seeds", type=int, default=SEEDS, help="seeds per cell; a cell finished with fewer is extended")
     p.add_argument("--test-cap", type=int, default=TEST_CAP)
     p.add_argument("--reclaim", action="store_true", help="clear stale claims first (no other worker running)")
     args = p.parse_args(argv)
+    if args.datasets is None and args.action not in ("restore", "export"):
+        args.datasets = list(DATASETS)
     if args.action == "list":
         for r, d in cells(args.recipes, args.datasets):
             n = _seeds_done(cell_name(r, d))

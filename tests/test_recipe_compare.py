@@ -85,3 +85,22 @@ def test_fp32_recipes_name_their_precision(rc):
     """fewshot_precision=auto became bf16 on CPUs with bf16 units: the fp32 candidates must not follow it."""
     for name, sets in rc.RECIPES.items():
         assert any(kv.startswith("fewshot_precision=") for kv in sets), name
+
+
+def test_export_and_restore_default_to_every_cell_found(rc, tmp_path):
+    """Cells outside the four comparison datasets (the every-dataset check) are kept too; a cell of neg50-bf16
+    is not mistaken for a neg50 cell of dataset 'bf16-conll04'."""
+    for name in ("recipe-neg50-up-ewt", "recipe-neg50-bf16-conll04", "recipe-fixed300-conll2003"):
+        d = rc._cell_dir(name)
+        d.mkdir(parents=True)
+        (d / "results.csv").write_text("dataset,initialization,seed,subtask,f1\nx,vanilla,0,entity,0.1\n")
+    (rc._cell_dir("recipe-neg50-empty")).mkdir()
+    assert rc.main(["export", "--recipes", "neg50", "neg50-bf16"]) == 0
+    assert sorted(p.name for p in rc.KEPT.iterdir()) == ["recipe-neg50-bf16-conll04", "recipe-neg50-up-ewt"]
+    assert rc._present_cells(rc.KEPT, ["neg50"]) == [("neg50", "up-ewt")]
+    import shutil
+
+    shutil.rmtree(tmp_path / "outputs")
+    assert rc.main(["restore"]) == 0
+    assert (rc._cell_dir("recipe-neg50-up-ewt") / "results.csv").is_file()
+    assert (rc._cell_dir("recipe-neg50-bf16-conll04") / "results.csv").is_file()
