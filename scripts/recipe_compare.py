@@ -7,6 +7,7 @@ through files under ``outputs/recipe_compare/claims/`` so that two workers, one 
     taskset -c 0 env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_compare.py run > rc0.log 2>&1 &
     taskset -c 1 env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_compare.py run > rc1.log 2>&1 &
     .venv/bin/python scripts/recipe_compare.py report          # the README's table (markdown)
+    .venv/bin/python scripts/recipe_compare.py versus --recipes neg50-bf16 neg50   # one recipe against another
 
 Results outlast the machine in ``docs/results/recipe_compare/`` (results.csv, counts.jsonl, wall times per cell):
 ``export`` copies finished cells there, ``restore`` puts them back under outputs/ on a new machine so that ``run``
@@ -34,15 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 #: name -> --set pairs on top of params/defaults.yaml (lr 3e-4, batch 8, cosine, <= 300 steps). Every recipe names
 #: the keys it is about, so a later change of a default (neg_share became 0.5) cannot change what a name runs;
 #: the few-shot loop also refuses to extend a cell under another recipe than the one its results.csv records.
+#: The fp32 candidates name fewshot_precision=fp32: ``auto`` trains in bf16 on a CPU with bf16 units.
 RECIPES: dict[str, list[str]] = {
-    "fixed300": ["fewshot_neg_share=0", "fewshot_class_weight=none"],  # make run's old recipe: every instance, 300 steps
-    "neg50": ["fewshot_neg_share=0.5", "fewshot_class_weight=none"],   # all-O instances sampled down to half
-    "balanced": ["fewshot_neg_share=0", "fewshot_class_weight=balanced"],  # B/I/O loss weights n / (3 n_tag)
-    "neg50-epochs": ["fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
+    "fixed300": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=none"],  # make run's old recipe: every instance, 300 steps
+    "neg50": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_class_weight=none"],   # all-O instances sampled down to half
+    "balanced": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=balanced"],  # B/I/O loss weights n / (3 n_tag)
+    "neg50-epochs": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
     # the step budget's learning curve (issue 16: make run's few-shot stage in its time budget)
-    "neg50-s150": ["fewshot_neg_share=0.5", "fewshot_max_steps=150"],
-    "neg50-s75": ["fewshot_neg_share=0.5", "fewshot_max_steps=75"],
-    "neg50-b4": ["fewshot_neg_share=0.5", "fewshot_batch_size=4"],  # half the samples, the same 300 updates
+    # a budget that follows a large support set: at least 3 epochs (UP-EWT: 2,202 instances, 300 steps of 8 is ~1 pass)
+    "neg50-me3": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_min_epochs=3"],
+    "neg50-s150": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=150"],
+    "neg50-s75": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=75"],
+    "neg50-b4": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_batch_size=4"],  # half the samples, the same 300 updates
     "neg50-bf16": ["fewshot_neg_share=0.5", "fewshot_precision=bf16"],  # bf16 autocast (CPU: AMX / AVX512-BF16)
 }
 DATASETS = ["conll2003", "conll04", "absa-14res", "ner-mix"]
@@ -138,13 +142,34 @@ FILES = ("results.csv", "counts.jsonl", "recipe_compare_wall.json")
 KEPT = ROOT / "docs" / "results" / "recipe_compare"
 
 
+def _present_cells(root: Path, recipes: list[str]) -> list[tuple[str, str]]:
+    """(recipe, dataset) of every ``recipe-<recipe>-<dataset>`` folder under ``root`` with a results.csv, for
+    the given recipes (a folder belongs to the longest recipe name it starts with: neg50-bf16, not neg50)."""
+    out = []
+    for d in sorted(root.glob("recipe-*")) if root.is_dir() else []:
+        if not (d / "results.csv").is_file():
+            continue
+        owners = [r for r in RECIPES if d.name.startswith(f"recipe-{r}-")]
+        if not owners:
+            continue
+        recipe = max(owners, key=len)
+        if recipe in recipes:
+            out.append((recipe, d.name[len(f"recipe-{recipe}-"):]))
+    return out
+
+
+def _io_cells(args, root: Path) -> list[tuple[str, str]]:
+    """The cells restore / export move: the --datasets named, or every cell of the recipes found under root."""
+    return cells(args.recipes, args.datasets) if args.datasets else _present_cells(root, args.recipes)
+
+
 def restore(args) -> int:
     """docs/results/recipe_compare/<cell>/ -> outputs/05_fewshot_eval/<cell>/ for cells outputs/ lacks (a new
     machine): ``run`` then resumes them from their results.csv instead of starting over."""
     import shutil
 
     n = 0
-    for recipe, dataset in cells(args.recipes, args.datasets):
+    for recipe, dataset in _io_cells(args, KEPT):
         name = cell_name(recipe, dataset)
         src, dst = KEPT / name, _cell_dir(name)
         if not (src / "results.csv").is_file() or (dst / "results.csv").is_file():
@@ -164,7 +189,7 @@ def export(args) -> int:
     import shutil
 
     n = 0
-    for recipe, dataset in cells(args.recipes, args.datasets):
+    for recipe, dataset in _io_cells(args, ROOT / "outputs" / "05_fewshot_eval"):
         name = cell_name(recipe, dataset)
         src, dst = _cell_dir(name), KEPT / name
         if not (src / "results.csv").is_file():
@@ -175,6 +200,54 @@ def export(args) -> int:
                 shutil.copy2(src / f, dst / f)
         n += 1
     print(f"[recipe_compare] {n} cell(s) exported to {KEPT.relative_to(ROOT)}")
+    return 0
+
+
+def _cell_files(recipe: str, dataset: str) -> Path:
+    """The cell's directory under outputs/, or its kept copy (docs/results/recipe_compare) on a new machine."""
+    d = _cell_dir(cell_name(recipe, dataset))
+    return d if (d / "results.csv").is_file() else KEPT / cell_name(recipe, dataset)
+
+
+def versus(args) -> int:
+    """``--recipes CAND BASE``: CAND − BASE per dataset, sub-task and initialization, with a 95% paired bootstrap
+    over the seeds both ran and the test sentences (the same support sets and sentences: the sampler and the
+    test subset depend on the seed and dataset only), e.g. bf16 against fp32 training."""
+    from metaie_utils.core.stats import read_counts, summary_table
+    from metaie_utils.stages.fewshot.loop import read_results
+
+    if len(args.recipes) != 2:
+        print("versus takes two recipes: --recipes CANDIDATE BASELINE", file=sys.stderr)
+        return 2
+    cand, base = args.recipes
+    lines = [f"| dataset | sub-task | initialization | {base} F1 | {cand} F1 | {cand} − {base} [95% CI] | seeds paired |",
+             "|---|---|---|---|---|---|---|"]
+    for dataset in args.datasets:
+        rows, counts = [], []
+        for recipe in (cand, base):
+            d = _cell_files(recipe, dataset)
+            if not (d / "results.csv").is_file():
+                break
+            for r in read_results(d / "results.csv"):
+                rows.append({**r, "initialization": f"{r['initialization']}@{recipe}"})
+            for c in (read_counts(d / "counts.jsonl") if (d / "counts.jsonl").is_file() else []):
+                counts.append({**c, "initialization": f"{c['initialization']}@{recipe}"})
+        else:
+            for init in ("vanilla", "metaie"):
+                st = summary_table([r for r in rows if r["initialization"].startswith(init + "@")],
+                                   [c for c in counts if c["initialization"].startswith(init + "@")],
+                                   reference=f"{init}@{cand}", baselines=[f"{init}@{base}"])
+                for sub in st.subtask.unique():
+                    g = st[st.subtask == sub].set_index("initialization")
+                    if f"{init}@{cand}" not in g.index or f"{init}@{base}" not in g.index:
+                        continue
+                    c, b = g.loc[f"{init}@{cand}"], g.loc[f"{init}@{base}"]
+                    diff = (f"{b['diff']:+.1f} [{b['diff_lo']:+.1f}, {b['diff_hi']:+.1f}]" if b["diff"] == b["diff"]
+                            else f"- ({b.get('note', '')})")
+                    lines.append(f"| {dataset} | {sub} | {init} | {b['f1']:.1f} ± {b['f1_std']:.1f} ({int(b['n_seeds'])}) | "
+                                 f"{c['f1']:.1f} ± {c['f1_std']:.1f} ({int(c['n_seeds'])}) | {diff} | "
+                                 f"{int(b['n_paired_seeds']) if b['n_paired_seeds'] == b['n_paired_seeds'] else ''} |")
+    print("\n".join(lines))
     return 0
 
 
@@ -236,20 +309,23 @@ def report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("action", choices=["run", "report", "list", "restore", "export"])
+    p.add_argument("action", choices=["run", "report", "versus", "list", "restore", "export"])
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    p.add_argument("--datasets", nargs="+", default=DATASETS)
+    p.add_argument("--datasets", nargs="+", default=None,
+                   help=f"default: {' '.join(DATASETS)} (run, report, versus, list); every cell found (restore, export)")
     p.add_argument("--model", default="outputs/04_train_meta_model/defaults")
     p.add_argument("--seeds", type=int, default=SEEDS, help="seeds per cell; a cell finished with fewer is extended")
     p.add_argument("--test-cap", type=int, default=TEST_CAP)
     p.add_argument("--reclaim", action="store_true", help="clear stale claims first (no other worker running)")
     args = p.parse_args(argv)
+    if args.datasets is None and args.action not in ("restore", "export"):
+        args.datasets = list(DATASETS)
     if args.action == "list":
         for r, d in cells(args.recipes, args.datasets):
             n = _seeds_done(cell_name(r, d))
             print(cell_name(r, d), f"finished with {n} seed(s)" if n else "")
         return 0
-    return {"run": run, "report": report, "restore": restore, "export": export}[args.action](args)
+    return {"run": run, "report": report, "versus": versus, "restore": restore, "export": export}[args.action](args)
 
 
 if __name__ == "__main__":

@@ -341,6 +341,76 @@ def test_loop_with_fake_trainer_is_paired_resumable_and_skips_metaie(tmp_path):
     assert len(trained) == n + 1
 
 
+def test_fewshot_precision_auto_is_bf16_only_on_a_cpu_with_bf16_units(monkeypatch):
+    from metaie_utils.core import device as dev
+
+    monkeypatch.setattr(dev, "pick_device", lambda prefer="auto": "cpu")
+    monkeypatch.setattr(dev, "cpu_bf16_units", lambda: "avx512_bf16")
+    assert fewshot.fewshot_precision(EvalConfig()) == "bf16"
+    assert fewshot.recipe_dict(EvalConfig())["precision"] == "bf16"  # the recipe records what ran, not "auto"
+    assert fewshot.fewshot_recipe(EvalConfig(), seed=0).precision == "bf16"
+    assert fewshot.fewshot_precision(EvalConfig(fewshot_precision="fp32")) == "fp32"  # exact, one flag away
+    monkeypatch.setattr(dev, "cpu_bf16_units", lambda: "")
+    assert fewshot.fewshot_precision(EvalConfig()) == "fp32"  # no bf16 units: never emulated
+    monkeypatch.setattr(dev, "pick_device", lambda prefer="auto": "mps")
+    assert fewshot.fewshot_precision(EvalConfig()) == "fp32"
+
+
+def test_resume_refuses_a_precision_change_hidden_in_auto(tmp_path, monkeypatch):
+    """Rows written when ``auto`` meant fp32 on a CPU (recipe ``precision=auto``, ``train_precision`` fp32) extend
+    under an explicit fp32, but not under an ``auto`` that now resolves to bf16."""
+    import csv
+
+    from metaie_utils.core import device as dev
+
+    monkeypatch.setattr(dev, "pick_device", lambda prefer="auto": "cpu")
+    monkeypatch.setattr(dev, "cpu_bf16_units", lambda: "avx512_bf16")
+    trained = []
+    backend = Backend(get_dataset=lambda n: FakeNER(), score=fake_score,
+                      train=lambda instances, init, out, cfg, seed: trained.append(seed) or out,
+                      load_extractor=lambda p, cfg: OracleExtractor(), icl_extractor=lambda *a: None,
+                      build_init=lambda name, cfg: f"/init/{name}")
+    cfg = EvalConfig(datasets=["fake"], initializations=["vanilla"], shots=2, fewshot_seeds=1, test_cap=8,
+                     meta_model="", fewshot_precision="fp32")
+    run_fewshot(cfg, tmp_path, backend, log=lambda m: None)
+    path = tmp_path / "results.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert "precision=fp32" in rows[0]["recipe"]
+    for r in rows:  # as an older results.csv has it
+        r["recipe"] = r["recipe"].replace("precision=fp32", "precision=auto")
+        r["train_precision"] = "fp32"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(fewshot.FewShotError, match=r"precision: recorded fp32, asked bf16"):
+        run_fewshot(cfg.model_copy(update={"fewshot_precision": "auto", "fewshot_seeds": 2}), tmp_path, backend,
+                    log=lambda m: None)
+    run_fewshot(cfg.model_copy(update={"fewshot_seeds": 2}), tmp_path, backend, log=lambda m: None)
+    assert trained == [0, 1]
+
+
+def test_append_results_widens_an_old_header_without_losing_rows(tmp_path):
+    import csv
+
+    path = tmp_path / "results.csv"
+    path.write_text("dataset,initialization,seed,f1,legacy\nconll2003,vanilla,0,0.5,x\n")
+    fewshot.append_results(path, [{"dataset": "conll2003", "initialization": "metaie", "seed": 0, "f1": 0.6,
+                                   "train_s": 12.5, "train_precision": "bf16"}])
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    header = list(rows[0])
+    assert header[:5] == ["dataset", "initialization", "seed", "f1", "legacy"]  # old columns first, kept
+    assert set(fewshot.RESULT_FIELDS) <= set(header)
+    assert rows[0]["legacy"] == "x" and rows[0]["train_s"] == "" and rows[0]["f1"] == "0.5"
+    assert rows[1]["train_s"] == "12.5" and rows[1]["train_precision"] == "bf16" and rows[1]["legacy"] == ""
+    fewshot.append_results(path, [{"dataset": "conll04", "initialization": "vanilla", "seed": 1, "train_s": 3}])
+    with path.open(newline="") as f:
+        assert [r["train_s"] for r in csv.DictReader(f)] == ["", "12.5", "3"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 class SilentExtractor:
     """A collapsed fine-tune: predicts no span for any query."""
 

@@ -47,3 +47,60 @@ def test_restore_then_export_round_trips_kept_cells(rc, tmp_path, capsys):
     assert rc._fine_tunes_done("recipe-neg50-conll2003") == 3
     assert rc.export(args) == 0
     assert (kept / "results.csv").read_text().endswith("conll2003,vanilla,1,entity,0.2\n")
+
+
+def test_versus_pairs_two_recipes_per_initialization(rc, capsys):
+    """bf16 against fp32: the same seeds and test sentences, one row per (sub-task, initialization)."""
+    from metaie_utils.core.stats import counts_record
+
+    ids = [f"s{i}" for i in range(20)]
+
+    def cell(recipe: str, tp: int) -> None:
+        d = rc.KEPT / f"recipe-{recipe}-conll2003"
+        d.mkdir(parents=True)
+        rows, recs = ["dataset,initialization,seed,subtask,f1,n_pred"], []
+        for init, extra in (("vanilla", 0), ("metaie", 1)):
+            for seed in (0, 1):
+                counts = [(min(tp + extra, 2), 2, 2)] * 20  # F1 = (tp + extra) / 2 on every sentence
+                f1 = min(tp + extra, 2) / 2
+                rows.append(f"conll2003,{init},{seed},entity,{f1},40")
+                recs.append(counts_record("conll2003", "entity", init, seed, ids, counts))
+        (d / "results.csv").write_text("\n".join(rows) + "\n")
+        (d / "counts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+    cell("neg50", 0)
+    cell("neg50-bf16", 1)
+    args = rc.argparse.Namespace(recipes=["neg50-bf16", "neg50"], datasets=["conll2003", "conll04"])
+    assert rc.versus(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| dataset | sub-task | initialization | neg50 F1 | neg50-bf16 F1 |")
+    rows = {line.split(" | ")[2]: line for line in out[2:]}
+    assert set(rows) == {"vanilla", "metaie"}  # conll04 has no cells: left out
+    assert "| 0.0 ± 0.0 (2) | 50.0 ± 0.0 (2) | +50.0 [+50.0, +50.0] | 2 |" in rows["vanilla"]
+    assert "| 50.0 ± 0.0 (2) | 100.0 ± 0.0 (2) | +50.0 [+50.0, +50.0] | 2 |" in rows["metaie"]
+    assert rc.versus(rc.argparse.Namespace(recipes=["neg50"], datasets=["conll2003"])) == 2
+
+
+def test_fp32_recipes_name_their_precision(rc):
+    """fewshot_precision=auto became bf16 on CPUs with bf16 units: the fp32 candidates must not follow it."""
+    for name, sets in rc.RECIPES.items():
+        assert any(kv.startswith("fewshot_precision=") for kv in sets), name
+
+
+def test_export_and_restore_default_to_every_cell_found(rc, tmp_path):
+    """Cells outside the four comparison datasets (the every-dataset check) are kept too; a cell of neg50-bf16
+    is not mistaken for a neg50 cell of dataset 'bf16-conll04'."""
+    for name in ("recipe-neg50-up-ewt", "recipe-neg50-bf16-conll04", "recipe-fixed300-conll2003"):
+        d = rc._cell_dir(name)
+        d.mkdir(parents=True)
+        (d / "results.csv").write_text("dataset,initialization,seed,subtask,f1\nx,vanilla,0,entity,0.1\n")
+    (rc._cell_dir("recipe-neg50-empty")).mkdir()
+    assert rc.main(["export", "--recipes", "neg50", "neg50-bf16"]) == 0
+    assert sorted(p.name for p in rc.KEPT.iterdir()) == ["recipe-neg50-bf16-conll04", "recipe-neg50-up-ewt"]
+    assert rc._present_cells(rc.KEPT, ["neg50"]) == [("neg50", "up-ewt")]
+    import shutil
+
+    shutil.rmtree(tmp_path / "outputs")
+    assert rc.main(["restore"]) == 0
+    assert (rc._cell_dir("recipe-neg50-up-ewt") / "results.csv").is_file()
+    assert (rc._cell_dir("recipe-neg50-bf16-conll04") / "results.csv").is_file()

@@ -243,6 +243,24 @@ def test_samples_seen_counts_what_the_model_saw_and_precision_is_recorded(tiny, 
     assert info["samples_seen"] == 5 and info["global_step"] == 3 and info["precision"] == "fp32"
 
 
+def test_min_epochs_raises_the_step_cap_for_a_large_support_set(tiny, tmp_path):
+    from metaie_utils.models.checkpoint import read_training_info
+
+    # 10 instances at batch 2 = 5 steps per epoch: a cap of 3 steps alone stops inside the first epoch,
+    # min_epochs=2 lifts it to 10 steps; a cap already above min_epochs is kept.
+    out = train_token_classifier([INST] * 10, str(tiny), tmp_path / "a", TrainRecipe(max_steps=3, batch_size=2),
+                                 progress=False)
+    assert read_training_info(out)["global_step"] == 3
+    out = train_token_classifier([INST] * 10, str(tiny), tmp_path / "b",
+                                 TrainRecipe(max_steps=3, batch_size=2, min_epochs=2), progress=False)
+    assert read_training_info(out)["global_step"] == 10
+    out = train_token_classifier([INST] * 4, str(tiny), tmp_path / "c",
+                                 TrainRecipe(max_steps=3, batch_size=2, min_epochs=1), progress=False)
+    assert read_training_info(out)["global_step"] == 3
+    with pytest.raises(ParamsError, match="min_epochs"):
+        TrainRecipe(min_epochs=-1)
+
+
 def test_cpu_bf16_training_needs_bf16_units(tiny, tmp_path, monkeypatch):
     from metaie_utils.core import device as dev
     from metaie_utils.models.checkpoint import read_training_info

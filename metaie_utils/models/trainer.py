@@ -79,6 +79,7 @@ class TrainRecipe:
     max_length: int = 128
     label_all_subtokens: bool = False
     max_steps: int = -1
+    min_epochs: float = 0.0  # with max_steps > 0: the step cap rises to at least this many epochs (0 = the cap alone)
     num_layers: int = 0
     precision: str = "auto"
     device: str = "auto"
@@ -93,6 +94,7 @@ class TrainRecipe:
             (self.lr > 0, "lr", "a positive float such as 5e-5"),
             (self.epochs > 0 or self.max_steps > 0, "epochs", "> 0 (or set max_steps > 0)"),
             (self.batch_size >= 1, "batch_size", "an int >= 1"),
+            (self.min_epochs >= 0, "min_epochs", "0 (the max_steps cap alone) or a number of epochs > 0"),
             (self.grad_accum >= 1, "grad_accum", "an int >= 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio", "a fraction in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay", ">= 0"),
@@ -327,12 +329,15 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
 
     weights = tag_weights(feats) if recipe.class_weight == "balanced" else None
     steps_per_epoch = math.ceil(len(feats) / (recipe.batch_size * recipe.grad_accum))
+    max_steps = recipe.max_steps
+    if max_steps > 0 and recipe.min_epochs > 0:  # a large support set gets at least min_epochs passes
+        max_steps = max(max_steps, math.ceil(recipe.min_epochs * steps_per_epoch))
     eval_strategy = "no" if not eval_feats else ("steps" if recipe.eval_steps else "epoch")
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         learning_rate=recipe.lr,
         num_train_epochs=recipe.epochs,
-        max_steps=recipe.max_steps,
+        max_steps=max_steps,
         per_device_train_batch_size=recipe.batch_size,
         per_device_eval_batch_size=max(recipe.batch_size, 32),
         gradient_accumulation_steps=recipe.grad_accum,

@@ -94,9 +94,10 @@ class EvalConfig(StageConfig):
     fewshot_grad_accum: int = 1  # gradient accumulation steps (effective batch = batch_size * grad_accum)
     fewshot_max_length: int = 0  # sub-tokens per query in few-shot training AND extraction; 0 = the backbone's window (512)
     fewshot_max_steps: int = 300  # 0 = epochs decide; n > 0 caps optimizer steps (the same budget for every init)
+    fewshot_min_epochs: float = 0  # with fewshot_max_steps > 0: the cap rises to at least this many epochs over the fine-tune's instances (0 = the cap alone)
     fewshot_neg_share: float = 0.5  # 0.5: chosen by the recipe comparison (README); 0 = every all-O instance is trained on; s in (0, 1): all-O instances are sampled (seeded) down to at most this share
     fewshot_class_weight: str = "none"  # "none" | "balanced": B/I/O cross-entropy weights n / (3 n_tag) over the fine-tune's tags
-    fewshot_precision: str = "auto"  # few-shot training: "auto" (bf16/fp16 on a GPU, fp32 on a CPU) | "fp32" (exact) | "bf16" (autocast; on a CPU only with AMX/AVX512-BF16 units) | "fp16" (CUDA)
+    fewshot_precision: str = "auto"  # few-shot training: "auto" (bf16/fp16 on a GPU; on a CPU bf16 where it has AMX/AVX512-BF16 units, else fp32) | "fp32" (exact) | "bf16" (autocast; on a CPU only with AMX/AVX512-BF16 units) | "fp16" (CUDA)
     eval_batch_size: int = 64  # (sentence, label) queries per forward pass at test time
     gold_anchor_rows: bool = True  # two-stage tasks also score stage 2 on the gold anchors (<subtask>@gold rows)
     fewshot_workers: int = 0  # fine-tunes run at once, in worker processes: 0 = one per CPU core (one thread each) on a CPU, 1 on a GPU
@@ -152,8 +153,23 @@ class EvalConfig(StageConfig):
         return [self.seed + i for i in range(self.fewshot_seeds)]
 
 
+def fewshot_precision(cfg: EvalConfig) -> str:
+    """The precision few-shot training runs in: ``cfg.fewshot_precision``, with ``"auto"`` resolved on this
+    machine (:func:`metaie_utils.core.device.pick_fewshot_precision`: bf16 on a CPU with bf16 units, else fp32).
+
+    >>> fewshot_precision(EvalConfig(fewshot_precision="fp32"))
+    'fp32'
+    """
+    if cfg.fewshot_precision != "auto":
+        return cfg.fewshot_precision
+    from metaie_utils.core.device import pick_device, pick_fewshot_precision
+
+    return pick_fewshot_precision(pick_device(cfg.device))
+
+
 def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
-    """The few-shot recipe of ``cfg`` as a plain dict (recorded in results.csv).
+    """The few-shot recipe of ``cfg`` as a plain dict (recorded in results.csv); ``precision`` is the one the
+    fine-tunes run in (``"auto"`` resolved), so a resumed run cannot mix fp32 and bf16 fine-tunes.
 
     >>> recipe_dict(EvalConfig())["lr"]
     0.0003
@@ -164,9 +180,10 @@ def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
         "batch_size": cfg.fewshot_batch_size,
         "grad_accum": cfg.fewshot_grad_accum,
         "max_steps": cfg.fewshot_max_steps,
+        "min_epochs": cfg.fewshot_min_epochs,
         "neg_share": cfg.fewshot_neg_share,
         "class_weight": cfg.fewshot_class_weight,
-        "precision": cfg.fewshot_precision,
+        "precision": fewshot_precision(cfg),
         "num_layers": cfg.num_layers,
         "architecture": cfg.architecture,
     }
@@ -191,6 +208,28 @@ def recipe_differences(recorded: str, current: str) -> dict[str, tuple[str, str]
 
     a, b = parse(recorded), parse(current)
     return {k: (a[k], b[k]) for k in a if k in b and a[k] != b[k]}
+
+
+def recorded_recipe(row: Mapping[str, Any]) -> str:
+    """A results row's recipe string, with a recorded ``precision=auto`` (rows written before ``auto`` was
+    resolved into the recipe) replaced by the precision the row's fine-tune ran in (``train_precision``), or
+    dropped when the row does not say.
+
+    >>> recorded_recipe({"recipe": "lr=0.0003;precision=auto", "train_precision": "fp32"})
+    'lr=0.0003;precision=fp32'
+    >>> recorded_recipe({"recipe": "lr=0.0003;precision=auto"})
+    'lr=0.0003'
+    """
+    parts = [kv for kv in str(row.get("recipe") or "").split(";") if kv]
+    out = []
+    for kv in parts:
+        if kv == "precision=auto":
+            tp = str(row.get("train_precision") or "").strip()
+            if tp:
+                out.append(f"precision={tp}")
+            continue
+        out.append(kv)
+    return ";".join(out)
 
 
 @dataclass
@@ -306,6 +345,7 @@ def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
         batch_size=cfg.fewshot_batch_size,
         grad_accum=cfg.fewshot_grad_accum,
         max_steps=cfg.fewshot_max_steps if cfg.fewshot_max_steps > 0 else -1,
+        min_epochs=cfg.fewshot_min_epochs,
         num_layers=cfg.num_layers,
         max_length=cfg.fewshot_max_length,  # 0: the backbone's window, the same as extraction's
         device=cfg.device,
@@ -313,7 +353,7 @@ def fewshot_recipe(cfg: EvalConfig, seed: int | None = None):
         log_steps=10,
         save_steps=100_000,  # a few-shot fine-tune is minutes: no intermediate checkpoints
         class_weight=cfg.fewshot_class_weight,
-        precision=cfg.fewshot_precision,
+        precision=fewshot_precision(cfg),
     )
 
 
@@ -361,15 +401,32 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 def append_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Append rows to results.csv (header written once), flushed to disk right away.
 
-    A file started by an older version keeps its own header (columns it lacks are left out of the new
-    rows), so resuming an old run never misaligns its columns.
+    A file started by an older version whose header lacks some of :data:`RESULT_FIELDS` (``train_s`` and the
+    like) is first rewritten, atomically, with those columns added at the end (empty in its old rows), so a
+    resumed old run neither misaligns its columns nor drops what the new rows record. Columns of the old
+    header that are not in :data:`RESULT_FIELDS` are kept.
     """
+    import os
+
     path = Path(path)
     new = not path.is_file() or path.stat().st_size == 0
-    fields = RESULT_FIELDS
+    fields = list(RESULT_FIELDS)
     if not new:
         with path.open(newline="") as f:
-            fields = next(csv.reader(f), None) or RESULT_FIELDS
+            reader = csv.DictReader(f)
+            old_fields = list(reader.fieldnames or [])
+            missing = [k for k in RESULT_FIELDS if k not in old_fields]
+            old_rows = list(reader) if missing else []
+        fields = old_fields + missing
+        if missing:
+            tmp = path.with_name(path.name + ".tmp")
+            with tmp.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+                w.writeheader()
+                w.writerows(old_rows)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     with path.open("a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
@@ -734,7 +791,7 @@ def run_fewshot(
     notes: dict[str, str] = dict(backend.notes)
     recipe = recipe_string(recipe_dict(cfg))
     for r in recorded:  # a resumed run never mixes two few-shot recipes in one results.csv
-        diff = recipe_differences(r.get("recipe") or "", recipe) if r.get("initialization") != "llm-icl" else {}
+        diff = (recipe_differences(recorded_recipe(r), recipe) if r.get("initialization") != "llm-icl" else {})
         if diff:
             detail = ", ".join(f"{k}: recorded {a}, asked {b}" for k, (a, b) in diff.items())
             raise FewShotError(f"{results_path} holds fine-tunes made with another few-shot recipe ({detail}; first "
