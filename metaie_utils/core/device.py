@@ -35,7 +35,7 @@ def pick_fewshot_precision(device: str) -> str:
     ``"bf16"`` autocast where it has bf16 matrix units (:func:`cpu_bf16_units`), else ``"fp32"``.
 
     bf16 on a CPU was made the few-shot default from a measured comparison (README, "Choosing the few-shot
-    recipe": F1 within the seed spread of fp32 over 3 seeds on two datasets, 1.3-1.7x faster training on an AMD EPYC
+    recipe": F1 within the seed spread of fp32 over 3 seeds on four datasets, 1.37x faster training on an AMD EPYC
     with AVX512-BF16). Meta-training (stage 04) and extraction keep :func:`pick_precision` (fp32 on a CPU).
     """
     if device.startswith("cuda"):
