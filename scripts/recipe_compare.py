@@ -37,17 +37,19 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the few-shot loop also refuses to extend a cell under another recipe than the one its results.csv records.
 #: The fp32 candidates name fewshot_precision=fp32: ``auto`` trains in bf16 on a CPU with bf16 units.
 RECIPES: dict[str, list[str]] = {
-    "fixed300": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=none"],  # make run's old recipe: every instance, 300 steps
-    "neg50": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_class_weight=none"],   # all-O instances sampled down to half
-    "balanced": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=balanced"],  # B/I/O loss weights n / (3 n_tag)
-    "neg50-epochs": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30"],  # budget follows the support set
+    "fixed300": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=none", "fewshot_min_epochs=0"],  # make run's old recipe: every instance, 300 steps
+    "neg50": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_class_weight=none", "fewshot_min_epochs=0"],   # all-O instances sampled down to half
+    "balanced": ["fewshot_precision=fp32", "fewshot_neg_share=0", "fewshot_class_weight=balanced", "fewshot_min_epochs=0"],  # B/I/O loss weights n / (3 n_tag)
+    "neg50-epochs": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=0", "fewshot_epochs=30", "fewshot_min_epochs=0"],  # budget follows the support set
     # the step budget's learning curve (issue 16: make run's few-shot stage in its time budget)
     # a budget that follows a large support set: at least 3 epochs (UP-EWT: 2,202 instances, 300 steps of 8 is ~1 pass)
     "neg50-me3": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_min_epochs=3"],
-    "neg50-s150": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=150"],
-    "neg50-s75": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=75"],
-    "neg50-b4": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_batch_size=4"],  # half the samples, the same 300 updates
-    "neg50-bf16": ["fewshot_neg_share=0.5", "fewshot_precision=bf16"],  # bf16 autocast (CPU: AMX / AVX512-BF16)
+    "neg50-s150": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=150", "fewshot_min_epochs=0"],
+    "neg50-s75": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_max_steps=75", "fewshot_min_epochs=0"],
+    "neg50-b4": ["fewshot_precision=fp32", "fewshot_neg_share=0.5", "fewshot_batch_size=4", "fewshot_min_epochs=0"],  # half the samples, the same 300 updates
+    "neg50-bf16": ["fewshot_neg_share=0.5", "fewshot_precision=bf16", "fewshot_min_epochs=0"],  # bf16 autocast (CPU: AMX / AVX512-BF16)
+    # the default since 2026-12-04 on a CPU with bf16 units: neg50, at least 3 passes, bf16 training
+    "neg50-bf16-me3": ["fewshot_neg_share=0.5", "fewshot_precision=bf16", "fewshot_min_epochs=3"],
 }
 DATASETS = ["conll2003", "conll04", "absa-14res", "ner-mix"]
 SEEDS = 3
@@ -118,8 +120,10 @@ def run(args) -> int:
             continue
         try:
             os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            continue  # another worker has it
+        except FileExistsError:  # another worker has it (a crashed worker's claim: --reclaim)
+            print(f"[recipe_compare] skip {name}: claimed by another worker ({claims / name}; --reclaim clears "
+                  "the claims of workers that are gone)", flush=True)
+            continue
         cmd = [sys.executable, "-m", "metaie_utils", "evaluate", "--model", args.model, "--dataset", dataset,
                "--seeds", str(args.seeds), "--test-cap", str(args.test_cap), "--run-name", name]
         for kv in RECIPES[recipe]:
@@ -132,8 +136,8 @@ def run(args) -> int:
         print(f"[recipe_compare] {time.strftime('%H:%M:%S')} end {name}: rc={rc} in {time.time() - t0:.0f} s", flush=True)
         if _cell_dir(name).is_dir():
             _add_wall(name, args.seeds, time.time() - t0, _fine_tunes_done(name) - before)
+        (claims / name).unlink(missing_ok=True)  # done or failed: a later run with more seeds may extend it
         if rc != 0:
-            (claims / name).unlink(missing_ok=True)
             return rc
     return 0
 

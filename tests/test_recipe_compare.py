@@ -104,3 +104,26 @@ def test_export_and_restore_default_to_every_cell_found(rc, tmp_path):
     assert rc.main(["restore"]) == 0
     assert (rc._cell_dir("recipe-neg50-up-ewt") / "results.csv").is_file()
     assert (rc._cell_dir("recipe-neg50-bf16-conll04") / "results.csv").is_file()
+
+
+def test_a_finished_cell_releases_its_claim_so_more_seeds_extend_it(rc, tmp_path, monkeypatch, capsys):
+    """A cell run with --seeds 1 and then asked for --seeds 3 was skipped as 'claimed' by the finished first run."""
+    calls = []
+
+    def fake_call(cmd, cwd=None):
+        calls.append(cmd)
+        return 0
+
+    monkeypatch.setattr(rc.subprocess, "call", fake_call)
+    monkeypatch.setattr(rc, "_add_wall", lambda *a, **k: None)
+    args = rc.argparse.Namespace(recipes=["neg50"], datasets=["conll2003"], seeds=1, model="m", test_cap=5,
+                                 reclaim=False)
+    assert rc.run(args) == 0 and len(calls) == 1
+    assert not (tmp_path / "outputs" / "recipe_compare" / "claims" / "recipe-neg50-conll2003").exists()
+    args.seeds = 3
+    assert rc.run(args) == 0 and len(calls) == 2  # not skipped as claimed
+    assert calls[1][calls[1].index("--seeds") + 1] == "3"
+    # a live claim (another worker) is skipped, and says so
+    (tmp_path / "outputs" / "recipe_compare" / "claims" / "recipe-neg50-conll2003").touch()
+    assert rc.run(args) == 0 and len(calls) == 2
+    assert "claimed by another worker" in capsys.readouterr().out

@@ -94,7 +94,7 @@ class EvalConfig(StageConfig):
     fewshot_grad_accum: int = 1  # gradient accumulation steps (effective batch = batch_size * grad_accum)
     fewshot_max_length: int = 0  # sub-tokens per query in few-shot training AND extraction; 0 = the backbone's window (512)
     fewshot_max_steps: int = 300  # 0 = epochs decide; n > 0 caps optimizer steps (the same budget for every init)
-    fewshot_min_epochs: float = 0  # with fewshot_max_steps > 0: the cap rises to at least this many epochs over the fine-tune's instances (0 = the cap alone)
+    fewshot_min_epochs: float = 3  # with fewshot_max_steps > 0: the cap rises to at least this many epochs over the fine-tune's instances (0 = the cap alone)
     fewshot_neg_share: float = 0.5  # 0.5: chosen by the recipe comparison (README); 0 = every all-O instance is trained on; s in (0, 1): all-O instances are sampled (seeded) down to at most this share
     fewshot_class_weight: str = "none"  # "none" | "balanced": B/I/O cross-entropy weights n / (3 n_tag) over the fine-tune's tags
     fewshot_precision: str = "auto"  # few-shot training: "auto" (bf16/fp16 on a GPU; on a CPU bf16 where it has AMX/AVX512-BF16 units, else fp32) | "fp32" (exact) | "bf16" (autocast; on a CPU only with AMX/AVX512-BF16 units) | "fp16" (CUDA)
@@ -213,12 +213,15 @@ def recipe_differences(recorded: str, current: str) -> dict[str, tuple[str, str]
 def recorded_recipe(row: Mapping[str, Any]) -> str:
     """A results row's recipe string, with a recorded ``precision=auto`` (rows written before ``auto`` was
     resolved into the recipe) replaced by the precision the row's fine-tune ran in (``train_precision``), or
-    dropped when the row does not say.
+    dropped when the row does not say; a row written before ``min_epochs`` existed ran without it
+    (``min_epochs=0``).
 
     >>> recorded_recipe({"recipe": "lr=0.0003;precision=auto", "train_precision": "fp32"})
-    'lr=0.0003;precision=fp32'
+    'lr=0.0003;precision=fp32;min_epochs=0'
     >>> recorded_recipe({"recipe": "lr=0.0003;precision=auto"})
-    'lr=0.0003'
+    'lr=0.0003;min_epochs=0'
+    >>> recorded_recipe({"recipe": "lr=0.0003;min_epochs=3.0"})
+    'lr=0.0003;min_epochs=3.0'
     """
     parts = [kv for kv in str(row.get("recipe") or "").split(";") if kv]
     out = []
@@ -229,6 +232,8 @@ def recorded_recipe(row: Mapping[str, Any]) -> str:
                 out.append(f"precision={tp}")
             continue
         out.append(kv)
+    if out and not any(kv.startswith("min_epochs=") for kv in out):
+        out.append("min_epochs=0")
     return ";".join(out)
 
 
