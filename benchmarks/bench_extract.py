@@ -18,6 +18,7 @@ Prints two tables:
 
     .venv/bin/python benchmarks/bench_extract.py                   # ~5 min on 2 busy cores
     .venv/bin/python benchmarks/bench_extract.py --sentences 0     # all 3,453 sentences (13,812 pairs)
+    python benchmarks/bench_extract.py --device cuda --sentences 0 --loop-sentences 300   # on a GPU
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def one_at_a_time(ie, sentences, labels):
         for lab in labs:
             prefix = label_words(lab) + [":"]
             enc = ie.tokenizer(prefix + doc.words, is_split_into_words=True, truncation=True,
-                               max_length=ie.max_length, return_tensors="pt")
+                               max_length=ie.max_length, return_tensors="pt").to(ie.device)
             with torch.no_grad():
                 probs = ie.model(**enc).logits[0].softmax(-1)
             pmax, arg = probs.max(-1)
@@ -166,6 +167,9 @@ def main() -> None:
                     help="sentences per memory measurement (0 = enough for two batches: ceil(2 x batch / 4))")
     ap.add_argument("--memory-only", action="store_true", help="skip the throughput table")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16-autocast row (CPUs without bf16 units are slow at it)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default) | cuda | auto; on CUDA the low-precision row is the GPU's half precision "
+                         "(bf16, else fp16) and CUDA peak memory replaces the RSS table")
     ap.add_argument("--mem-child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     model = make_model(a.model)
@@ -175,17 +179,23 @@ def main() -> None:
 
     import torch
 
+    from metaie_utils.core.device import pick_device, pick_precision
     from metaie_utils.models.extractor import MetaIE
 
+    device = pick_device() if a.device == "auto" else a.device
+    cuda = device.startswith("cuda")
     if a.memory_only:
         return memory_table(model, a.memory_sentences)
-    ie = MetaIE.from_pretrained(model, device="cpu", batch_size=a.batch_size)
+    ie = MetaIE.from_pretrained(model, device=device, precision="fp32", batch_size=a.batch_size)
     sents, labels = workload(a.sentences)
     n_loop = min(a.loop_sentences, len(sents))
     ie.extract(sents[:4], labels[:4])  # warm-up
 
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync()
     t = time.perf_counter()
     batched = ie.extract(sents, labels)
+    sync()
     t_b = time.perf_counter() - t
     pairs_b = sum(len(x) for x in labels)
 
@@ -196,8 +206,8 @@ def main() -> None:
     ok = same(batched[:n_loop], looped)
     n_spans = sum(len(x) for x in batched[:n_loop])
 
-    print(f"\nExtraction throughput, MiniLM-L6 tagger, CPU ({torch.get_num_threads()} torch threads), "
-          f"CoNLL2003 test sentences x 4 labels")
+    where = torch.cuda.get_device_name(0) if cuda else f"CPU ({torch.get_num_threads()} torch threads)"
+    print(f"\nExtraction throughput, MiniLM-L6 tagger, {where}, CoNLL2003 test sentences x 4 labels")
     print(f"{'method':<34}{'pairs':>8}{'seconds':>10}{'pairs/s':>10}{'ratio':>8}")
     r_l = pairs_l / t_l
     print(f"{'one pair at a time (authors)':<34}{pairs_l:>8}{t_l:>10.1f}{r_l:>10.1f}{1.0:>8.2f}")
@@ -205,17 +215,23 @@ def main() -> None:
           f"{pairs_b / t_b / r_l:>8.2f}")
     print(f"identical predictions on the {n_loop} shared sentences ({n_spans} spans): {ok}")
     if not a.no_bf16:
-        ie16 = MetaIE(ie.model, ie.tokenizer, "cpu", a.batch_size, precision="bf16")
+        low = pick_precision(device) if cuda else "bf16"
+        ie16 = MetaIE(ie.model, ie.tokenizer, device, a.batch_size, precision=low)
         ie16.extract(sents[:4], labels[:4])
+        sync()
         t = time.perf_counter()
         half = ie16.extract(sents, labels)
+        sync()
         t_h = time.perf_counter() - t
-        print(f"{'MetaIE.extract batch=' + str(a.batch_size) + ' bf16':<34}{pairs_b:>8}{t_h:>10.1f}"
+        print(f"{'MetaIE.extract batch=' + str(a.batch_size) + ' ' + low:<34}{pairs_b:>8}{t_h:>10.1f}"
               f"{pairs_b / t_h:>10.1f}{pairs_b / t_h / r_l:>8.2f}")
-        print(f"bf16 autocast (opt-in: precision='bf16') against fp32 on all {len(sents)} sentences: span agreement "
+        print(f"{low} autocast (precision='{low}') against fp32 on all {len(sents)} sentences: span agreement "
               f"{agreement(half, batched):.4f} (1 = identical), identical: {same(half, batched)}")
 
-    memory_table(model, a.memory_sentences)
+    if cuda:
+        print(f"CUDA peak memory allocated (model and extraction): {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
+    else:
+        memory_table(model, a.memory_sentences)
     if not ok:
         sys.exit("batched and one-at-a-time predictions differ")
 

@@ -12,10 +12,12 @@ How it runs:
 
 - **Batching.** Every (text, label, chunk) query of a call is encoded once, sorted by length and run in
   batches of ``batch_size`` (padding only to the longest query of a batch), under ``torch.inference_mode``.
-- **Precision.** ``precision="auto"`` runs fp32 on CPU and bf16 (fp16 where bf16 is missing) autocast on
-  a CUDA GPU (:func:`metaie_utils.device.pick_precision`). ``precision="bf16"`` on a CPU with bf16 matrix
-  units (AMX, AVX512-BF16) is about 2x faster than fp32 and changes a small share of predictions
-  (``benchmarks/bench_extract.py`` prints both and their agreement); ``"fp32"`` is exact.
+- **Precision.** ``precision="auto"`` runs fp32 on every device (:func:`metaie_utils.core.device.
+  pick_extraction_precision`): on an H200 GPU bf16 autocast was 2-3x slower than fp32 at batch 32-64, for
+  MiniLM-L6 and for a RoBERTa-large-sized model alike, and it pays only at batch >= 256 on the large one.
+  ``precision="bf16"`` on a CPU with bf16 matrix units (AMX, AVX512-BF16) is about 1.8x faster than fp32 and
+  changes a small share of predictions (``benchmarks/bench_extract.py`` prints both and their agreement);
+  ``"fp32"`` is exact.
 - **Long texts.** A text whose ``label : words`` does not fit the model window (``max_length`` sub-tokens)
   is cut into word windows that overlap by about ``stride`` sub-tokens. Each word takes its tag from the
   window where it lies farthest from a cut (the overlap is split at its midpoint), then spans are decoded
@@ -119,13 +121,13 @@ class MetaIE:
 
     def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int = 32, max_length: int | None = None,
                  stride: int = 32, progress: bool = False, precision: str = "auto"):
-        from metaie_utils.core.device import pick_precision
+        from metaie_utils.core.device import pick_extraction_precision
 
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: use an int >= 1.")
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}: use one of {PRECISIONS}.")
-        self.precision = pick_precision(device) if precision == "auto" else precision
+        self.precision = pick_extraction_precision(device) if precision == "auto" else precision
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
