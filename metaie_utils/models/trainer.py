@@ -344,7 +344,9 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         warmup_steps=recipe.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps (transformers 5)
         weight_decay=recipe.weight_decay,
         lr_scheduler_type="cosine",
-        optim="adamw_torch_fused" if device.startswith("cuda") else "adamw_torch",
+        # fused AdamW: one kernel per step instead of one per tensor op; on a CPU (torch >= 2.4) it took 14 ms
+        # per step over MiniLM-L6's 22.6M parameters against 93-148 ms unfused, a third of a few-shot step
+        optim="adamw_torch_fused" if device.startswith("cuda") or device == "cpu" else "adamw_torch",
         seed=recipe.seed,
         data_seed=recipe.seed,
         bf16=precision == "bf16",
