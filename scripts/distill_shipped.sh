@@ -8,11 +8,19 @@
 # Every EXPORT_EVERY seconds the answers so far are exported to the shipped file (and committed with
 # COMMIT=1), so a lost machine loses little.
 #
+#
+# PROMPT=ner-icl-v1 builds the NER-distillation baseline's set the same way (same sentences, teacher and
+# sampling; stage 05's ner-distill replays it and asks the teacher only for sentences it lacks). N=6000 covers
+# MetaIE's 3,000 sentences and the next 3,000 the baseline asks to match MetaIE's instance count.
+#
 #   taskset -c 1 env OMP_NUM_THREADS=1 N=3000 COMMIT=1 bash scripts/distill_shipped.sh > distill.log 2>&1 &
+#   taskset -c 1 env OMP_NUM_THREADS=1 N=6000 PROMPT=ner-icl-v1 COMMIT=1 bash scripts/distill_shipped.sh > ner.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3000}
-OUT=${OUT:-outputs/shipped_distill}
+PROMPT=${PROMPT:-metaie-1shot-v1}
+SHIPPED=metaie_utils/data/distillation/news-qwen2.5-0.5b-$PROMPT.jsonl.gz
+if [ "$PROMPT" = metaie-1shot-v1 ]; then OUT=${OUT:-outputs/shipped_distill}; else OUT=${OUT:-outputs/shipped_distill_$PROMPT}; fi
 PY=${PY:-.venv/bin/python}
 EXPORT_EVERY=${EXPORT_EVERY:-1200}
 COMMIT=${COMMIT:-0}
@@ -23,21 +31,21 @@ if [ ! -s "$OUT/01/sentences.jsonl" ]; then
 fi
 
 # a new machine: put what is already shipped into the cache, so only the missing sentences are asked
-if [ ! -f "$OUT/02/cache.sqlite" ] && [ -f metaie_utils/data/distillation/news-qwen2.5-0.5b-metaie-1shot-v1.jsonl.gz ]; then
-  $PY -m metaie_utils shipped restore --cache "$OUT/02/cache.sqlite" --teacher local:qwen2.5-0.5b
+if [ ! -f "$OUT/02/cache.sqlite" ] && [ -f "$SHIPPED" ]; then
+  $PY -m metaie_utils shipped restore --cache "$OUT/02/cache.sqlite" --teacher local:qwen2.5-0.5b --output "$SHIPPED"
 fi
 
 export_now() {
   $PY -m metaie_utils shipped export --sentences "$OUT/01/sentences.jsonl" --cache "$OUT/02/cache.sqlite" \
-      --teacher local:qwen2.5-0.5b --log "$OUT/02/teacher_server.log" || return 0
+      --teacher local:qwen2.5-0.5b --prompt-version "$PROMPT" --output "$SHIPPED" --log "$OUT/02/teacher_server.log" || return 0
   if [ "$COMMIT" = "1" ]; then
-    git add metaie_utils/data/distillation && git commit -q -m "shipped distillation set: $(
-      $PY -m metaie_utils shipped info --brief) (background run, scripts/distill_shipped.sh)" -- metaie_utils/data/distillation || true
+    git add metaie_utils/data/distillation && git commit -q -m "shipped distillation set $PROMPT: $(
+      $PY -m metaie_utils shipped info --brief --output "$SHIPPED") (background run, scripts/distill_shipped.sh)" -- metaie_utils/data/distillation || true
   fi
 }
 
 $PY -m metaie_utils distill --input "$OUT/01" --output "$OUT/02" --model local:qwen2.5-0.5b \
-    --prompt-version metaie-1shot-v1 --temperature 1.0 --max-tokens 96 --concurrency 1 --seed 0 --quiet &
+    --prompt-version "$PROMPT" --temperature 1.0 --max-tokens 96 --concurrency 1 --seed 0 --quiet &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' INT TERM
 while kill -0 $pid 2>/dev/null; do

@@ -751,3 +751,56 @@ def test_llm_icl_runs_the_students_multi_stage_queries_on_re_and_aste(tmp_path, 
     chat = t.requests[0]["messages"]
     assert [m["role"] for m in chat[:3]] == ["system", "user", "assistant"] and chat[1]["content"] == " ".join(support[0].tokens)
     assert all(set(p) >= {stage2} for p in pred)
+
+
+def test_ner_distillation_replays_a_shipped_set_and_asks_only_what_it_lacks(tmp_path, monkeypatch):
+    """A shipped ner-icl-v1 set that holds every sentence stands in for the teacher (no server is started);
+    a partial one is put into the teacher's cache, so only the missing sentences are asked."""
+    import contextlib
+    import sys
+
+    from metaie_utils.core.params import stage_config
+    from metaie_utils.llm import shipped
+    from metaie_utils.llm.client import Completion, LLMClient, ResponseCache, build_messages, cache_key
+    from metaie_utils.stages.fewshot import baselines
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "distill"))
+    fake_openai = pytest.importorskip("fake_openai")
+    sents = [{"id": f"s{i}", "text": f"Word{i} met Ann in Rome ."} for i in range(4)]
+    (tmp_path / "sentences.jsonl").write_text("".join(json.dumps(s) + "\n" for s in sents))
+    dcfg = stage_config("02_distill_llm", {"teacher": "local:qwen2.5-0.5b", "temperature": 1.0, "max_tokens": 96, "seed": 0})
+
+    def ship(n: int) -> Path:  # the first n sentences answered, exported as a shipped set of prompt ner-icl-v1
+        cache = ResponseCache(tmp_path / f"c{n}.sqlite")
+        for s in sents[:n]:
+            key = cache_key("qwen2.5-0.5b", "ner-icl-v1", build_messages("ner-icl-v1", s["text"]), 1.0, 96, 0, 0)
+            cache.put(key, "qwen2.5-0.5b", "ner-icl-v1", 0, Completion(text="- Person: Ann", finish_reason="stop"))
+        cache.close()
+        return shipped.export(tmp_path / "sentences.jsonl", tmp_path / f"c{n}.sqlite", "local:qwen2.5-0.5b",
+                              "ner-icl-v1", out=tmp_path / f"set{n}.jsonl.gz")
+
+    monkeypatch.setattr(shipped, "path_for", lambda pv: ship(4) if pv == "ner-icl-v1" else None)
+
+    def no_teacher(*a, **k):
+        raise AssertionError("the teacher was started although the shipped set holds every sentence")
+
+    monkeypatch.setattr(baselines, "teacher_client", no_teacher)
+    cfg = EvalConfig(out_root=str(tmp_path / "out"))
+    rows = [json.loads(x) for x in baselines._distill_ner(cfg, sents, dcfg, "a").read_text().splitlines()]
+    assert [r["response"] for r in rows] == ["- Person: Ann"] * 4
+    done = json.loads(next((tmp_path / "out").rglob("baseline.json")).read_text())
+    assert done["source"] == "shipped" and "replayed 4" in done["note"]
+
+    with fake_openai.FakeOpenAI() as srv:
+        @contextlib.contextmanager
+        def fake_teacher(teacher, base_url, api_key_env, cache_path, **kw):  # the local server's client, keyed alike
+            yield LLMClient(srv.base_url, "qwen2.5-0.5b", cache_path=cache_path)
+
+        monkeypatch.setattr(baselines, "teacher_client", fake_teacher)
+        monkeypatch.setattr(shipped, "path_for", lambda pv: ship(3))
+        rows = [json.loads(x) for x in baselines._distill_ner(EvalConfig(out_root=str(tmp_path / "out2")), sents, dcfg,
+                                                              "b").read_text().splitlines()]
+        asked = sum(srv.served.values())
+    assert asked == 1 and len(rows) == 4 and rows[0]["response"] == "- Person: Ann"
+    done = json.loads(next((tmp_path / "out2").rglob("baseline.json")).read_text())
+    assert done["source"] == "teacher" and "3 answers of set3.jsonl.gz" in done["note"]

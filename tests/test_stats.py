@@ -92,6 +92,14 @@ def test_append_read_roundtrip_last_wins_and_torn_line(tmp_path):
     assert [(r["initialization"], r["counts"]) for r in got] == [("vanilla", [[0, 1, 1]]), ("metaie", [[0, 0, 1]])]
     with pytest.raises(ValueError, match="lacks"):
         append_counts(path, {"dataset": "d"})
+    # kept results (docs/results/cpu) hold the counts gzip'd: read in place of a missing counts.jsonl
+    import gzip
+
+    kept = tmp_path / "kept" / "counts.jsonl"
+    kept.parent.mkdir()
+    with gzip.open(kept.with_name("counts.jsonl.gz"), "wt", encoding="utf-8") as f:
+        f.write(path.read_text())
+    assert read_counts(kept) == got
 
 
 # --------------------------------------------------------------------------------------------------

@@ -163,13 +163,17 @@ def append_counts(path: str | Path, record: Mapping[str, Any] | Iterable[Mapping
 
 
 def read_counts(path: str | Path) -> list[dict[str, Any]]:
-    """Records of counts.jsonl ([] when the file does not exist). Unreadable lines (a torn last line)
-    are skipped; when a (dataset, subtask, initialization, seed) occurs twice, the last record wins."""
+    """Records of counts.jsonl, or of its gzip'd copy ``counts.jsonl.gz`` (kept results, e.g. docs/results/cpu),
+    ([] when neither exists). Unreadable lines (a torn last line) are skipped; when a (dataset, subtask,
+    initialization, seed) occurs twice, the last record wins."""
+    import gzip
+
     path = Path(path)
-    if not path.is_file():
+    gz = path.with_name(path.name + ".gz")
+    if not path.is_file() and not gz.is_file():
         return []
     by_key: dict[tuple, dict] = {}
-    with path.open(encoding="utf-8") as f:
+    with (path.open(encoding="utf-8") if path.is_file() else gzip.open(gz, "rt", encoding="utf-8")) as f:
         for line in f:
             line = line.strip()
             if not line:

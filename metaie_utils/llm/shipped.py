@@ -58,6 +58,13 @@ def default_path() -> Path:
     return SHIPPED_DIR / DEFAULT_NAME
 
 
+def path_for(prompt_version: str) -> Path:
+    """The shipped set of ``prompt_version`` (the local Qwen2.5-0.5B teacher on the news corpus): the default set
+    for ``metaie-1shot-v1``, the NER-distillation baseline's for ``ner-icl-v1`` (``scripts/distill_shipped.sh``
+    with ``PROMPT=...`` builds either). It may not exist."""
+    return SHIPPED_DIR / f"news-qwen2.5-0.5b-{prompt_version}.jsonl.gz"
+
+
 def load(path: str | Path | None = None) -> ShippedSet:
     """Read a shipped set; a file that is not one is a :class:`UserError` naming it."""
     p = Path(path) if path else default_path()
@@ -271,6 +278,22 @@ def restore(cache_path: str | Path, teacher: str = "local:qwen2.5-0.5b", path: s
         return len(cache) - before
     finally:
         cache.close()
+
+
+def seed_cache(cache_path: str | Path, teacher: str, prompt_version: str, temperature: float, max_tokens: int,
+               seed: int | None, n_samples: int = 1, path: str | Path | None = None) -> tuple[int, str]:
+    """Put a (possibly partial) shipped set into a teacher cache when it answers THIS request (teacher file,
+    prompt, sampling), so that the teacher is asked only the sentences the set lacks -> ``(rows written, note)``.
+    A set that does not match, or no set, writes nothing and says why."""
+    p = Path(path) if path else default_path()
+    if not p.is_file():
+        return 0, f"no shipped set at {p.name}"
+    s = load(p)
+    why = mismatch(s.provenance, teacher, prompt_version, temperature, max_tokens, seed, n_samples)
+    if why:
+        return 0, f"{p.name} not used: {why}"
+    n = restore(cache_path, teacher, p)
+    return n, f"{n} answers of {p.name} ({s.n_sentences} sentences) put into the cache"
 
 
 def _iso(t: float) -> str:

@@ -207,8 +207,15 @@ def _metaie_teacher(cfg: Any) -> tuple[Path, Any]:
 
 
 def _distill_ner(cfg: Any, sentences: list[dict], dcfg: Any, source: str) -> Path:
-    """``cfg.ner_prompt`` responses of MetaIE's teacher on ``sentences`` -> a cached responses.jsonl."""
+    """``cfg.ner_prompt`` responses of MetaIE's teacher on ``sentences`` -> a cached responses.jsonl.
+
+    A shipped set of that prompt (:func:`metaie_utils.llm.shipped.path_for`) stands in for the teacher when it
+    holds every sentence with the same teacher file and sampling (no server, no download); a partial one is put
+    into the teacher's cache first, so only the sentences it lacks are asked."""
+    import logging
+
     from metaie_utils.llm import client as llm
+    from metaie_utils.llm import shipped
 
     key = {"sentences": source, "n": len(sentences), "ids": [r.get("id") for r in sentences][:3] + [len(sentences)],
            "prompt": cfg.ner_prompt, "teacher": dcfg.teacher, "base_url": dcfg.base_url, "n_samples": dcfg.n_samples,
@@ -218,11 +225,24 @@ def _distill_ner(cfg: Any, sentences: list[dict], dcfg: Any, source: str) -> Pat
     target = out / "responses.jsonl"
     if (out / BASELINE_DONE).is_file():
         return target
-    with teacher_client(dcfg.teacher, dcfg.base_url, dcfg.api_key_env, out / "cache.sqlite",
-                        concurrency=dcfg.concurrency, n_ctx=dcfg.n_ctx, log_dir=out) as client:
-        rows = llm.distill(sentences, client, cfg.ner_prompt, dcfg.n_samples, dcfg.temperature, dcfg.max_tokens, seed=dcfg.seed)
+    log = logging.getLogger(__name__)
+    sampling = (dcfg.temperature, dcfg.max_tokens, dcfg.seed, dcfg.n_samples)
+    set_path = shipped.path_for(cfg.ner_prompt)
+    rows, note = shipped.replay(sentences, dcfg.teacher, cfg.ner_prompt, *sampling, set_path)
+    source_kind = "shipped"
+    if rows is None:
+        _, seeded = shipped.seed_cache(out / "cache.sqlite", dcfg.teacher, cfg.ner_prompt, *sampling, set_path)
+        note = f"{note}; {seeded}"
+        log.info("ner-distill: asking the teacher %s for %d sentences (%s)", dcfg.teacher, len(sentences), note)
+        with teacher_client(dcfg.teacher, dcfg.base_url, dcfg.api_key_env, out / "cache.sqlite",
+                            concurrency=dcfg.concurrency, n_ctx=dcfg.n_ctx, log_dir=out) as client:
+            rows = llm.distill(sentences, client, cfg.ner_prompt, dcfg.n_samples, dcfg.temperature, dcfg.max_tokens, seed=dcfg.seed)
+        source_kind = "teacher"
+    else:
+        log.info("ner-distill: %s", note)
     write_jsonl(target, rows)
-    write_json(out / BASELINE_DONE, {"kind": "ner-responses", "sentences": source, "n": len(rows), "prompt": cfg.ner_prompt})
+    write_json(out / BASELINE_DONE, {"kind": "ner-responses", "sentences": source, "n": len(rows), "prompt": cfg.ner_prompt,
+                                     "source": source_kind, "note": note})
     return target
 
 

@@ -838,9 +838,11 @@ def run_fewshot(
     for name in cfg.datasets:
         datasets[name] = backend.get_dataset(name)
 
+    # seed-major: every dataset gets its first seed (all initializations, side by side) before any gets its
+    # second, so a long grid cut short still has paired cells on every dataset
     jobs = []
-    for d in cfg.datasets:
-        for s in cfg.seeds:
+    for s in cfg.seeds:
+        for d in cfg.datasets:
             for i in inits:
                 if (d, i, str(s)) in done:
                     continue

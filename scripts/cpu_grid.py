@@ -1,0 +1,211 @@
+"""The CPU reproduction grid of issue 17, run over several sessions: ``params/cpu.yaml``, stages 01-05.
+
+The grid (14 datasets x 3 seeds x 5 initializations, 300 test sentences each) takes longer than one session,
+and ``outputs/`` may be gone on the next machine. This driver keeps what finished in ``docs/results/cpu/``
+(results.csv, the per-sentence counts the paired bootstrap needs, the meta-model's fingerprint and every
+session's wall time and machine) and puts it back before it continues:
+
+    # stages 01-04 (the meta-model from the shipped distillation set), then stage 05, resuming from results.csv;
+    # exports every 15 min and at the end, so a lost machine loses little
+    taskset -c 0 env OMP_NUM_THREADS=1 nohup .venv/bin/python scripts/cpu_grid.py run \\
+        --set "initializations=[vanilla,metaie]" --set fewshot_workers=1 > grid.log 2>&1 &
+    .venv/bin/python scripts/cpu_grid.py status          # fine-tunes done per dataset and initialization
+    .venv/bin/python -m metaie_utils summary outputs/05_fewshot_eval/cpu   # the table with paired 95% CIs
+
+Jobs run seed-major (every dataset's first seed before any second), so a grid cut short is paired on every
+dataset it reached. ``--set`` narrows a session to some initializations (the teacher-free ones first: the
+NER-distillation baseline needs the teacher's NER answers, ``scripts/distill_shipped.sh`` with
+``PROMPT=ner-icl-v1``); the few-shot recipe must stay the same, which the loop enforces.
+
+The rows kept were made with the meta-model whose weights' sha256 is in ``grid.json``. Stage 04 is
+deterministic for a given machine type and thread count, so a new machine usually retrains the same weights;
+``restore`` refuses to continue on a meta-model with other weights (``--force`` continues anyway and records
+both fingerprints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEPT = ROOT / "docs" / "results" / "cpu"
+RUN_NAME = "cpu"
+RUN = ROOT / "outputs" / "05_fewshot_eval" / RUN_NAME
+META = ROOT / "outputs" / "04_train_meta_model" / RUN_NAME
+PARAMS = "params/cpu.yaml"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def meta_fingerprint(meta_dir: Path | None = None) -> str | None:
+    """sha256 of the meta-model's weights (``model/*.safetensors`` of the 04 run), None before stage 04 finished."""
+    meta_dir = meta_dir or META
+    files = sorted((meta_dir / "model").glob("*.safetensors")) if (meta_dir / "metrics.json").is_file() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _grid() -> dict:
+    p = KEPT / "grid.json"
+    return json.loads(p.read_text()) if p.is_file() else {"run": f"{PARAMS} --run-name {RUN_NAME}", "sessions": []}
+
+
+def _write_grid(g: dict) -> None:
+    KEPT.mkdir(parents=True, exist_ok=True)
+    (KEPT / "grid.json").write_text(json.dumps(g, indent=1) + "\n")
+
+
+def _rows(path: Path) -> int:
+    return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
+
+
+def _fine_tunes(path: Path) -> int:
+    import csv
+
+    if not path.is_file():
+        return 0
+    with path.open() as f:
+        return len({(r["dataset"], r["initialization"], r["seed"]) for r in csv.DictReader(f)})
+
+
+def restore(force: bool = False) -> int:
+    """docs/results/cpu -> outputs/05_fewshot_eval/cpu when outputs/ lacks it (a new machine)."""
+    if not (KEPT / "results.csv").is_file():
+        print("[cpu_grid] nothing kept yet")
+        return 0
+    if (RUN / "results.csv").is_file():
+        print(f"[cpu_grid] {RUN.relative_to(ROOT)} has its results.csv: nothing restored")
+        return 0
+    kept_fp, fp = _grid().get("meta_model_sha256"), meta_fingerprint()
+    if fp is None:
+        raise SystemExit(f"[cpu_grid] restore needs the meta-model first: {META.relative_to(ROOT)} is not finished "
+                         "(run stages 01-04: `scripts/cpu_grid.py run` does).")
+    if kept_fp and fp != kept_fp and not force:
+        raise SystemExit(f"[cpu_grid] the kept rows were made with a meta-model of sha256 {kept_fp[:12]}, this machine's "
+                         f"stage 04 gave {fp[:12]} (another CPU or thread count changes the arithmetic). Continue "
+                         "anyway with --force (both fingerprints are recorded), or keep this machine's grid apart "
+                         "(move docs/results/cpu away).")
+    RUN.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(KEPT / "results.csv", RUN / "results.csv")
+    if (KEPT / "counts.jsonl.gz").is_file():
+        with gzip.open(KEPT / "counts.jsonl.gz", "rb") as src, (RUN / "counts.jsonl").open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    if kept_fp and fp != kept_fp:
+        g = _grid()
+        g.setdefault("other_meta_models", []).append({"sha256": fp, "from": _now()})
+        _write_grid(g)
+    print(f"[cpu_grid] restored {_fine_tunes(RUN / 'results.csv')} fine-tunes into {RUN.relative_to(ROOT)}")
+    return 0
+
+
+def export(session: dict | None = None) -> int:
+    """outputs/05_fewshot_eval/cpu -> docs/results/cpu (deterministic gzip: no churn when nothing changed)."""
+    if not (RUN / "results.csv").is_file():
+        print("[cpu_grid] no results.csv yet: nothing exported")
+        return 0
+    KEPT.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(RUN / "results.csv", KEPT / "results.csv")
+    if (RUN / "counts.jsonl").is_file():
+        with gzip.GzipFile(KEPT / "counts.jsonl.gz", "wb", mtime=0, compresslevel=9) as gz:
+            gz.write((RUN / "counts.jsonl").read_bytes())
+    g = _grid()
+    g.setdefault("meta_model_sha256", meta_fingerprint())
+    if session is not None:
+        g["sessions"] = [s for s in g["sessions"] if s.get("start") != session["start"]] + [session]
+    g["fine_tunes"] = _fine_tunes(RUN / "results.csv")
+    _write_grid(g)
+    print(f"[cpu_grid] exported {g['fine_tunes']} fine-tunes to {KEPT.relative_to(ROOT)}")
+    return 0
+
+
+def status() -> int:
+    import csv
+    from collections import defaultdict
+
+    path = RUN / "results.csv" if (RUN / "results.csv").is_file() else KEPT / "results.csv"
+    if not path.is_file():
+        print("[cpu_grid] no fine-tune recorded yet")
+        return 0
+    seeds: dict[tuple[str, str], set] = defaultdict(set)
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            seeds[(r["dataset"], r["initialization"])].add(r["seed"])
+    inits = sorted({i for _, i in seeds})
+    print(f"{path.relative_to(ROOT)}: seeds done per dataset and initialization")
+    print(f"{'dataset':<20}" + "".join(f"{i:>13}" for i in inits))
+    for d in dict.fromkeys(d for d, _ in seeds):
+        print(f"{d:<20}" + "".join(f"{len(seeds.get((d, i), ())):>13}" for i in inits))
+    g = _grid()
+    for s in g.get("sessions", []):
+        print(f"session {s['start']} -> {s.get('end')}: {s.get('fine_tunes_added')} fine-tunes in {s.get('seconds')} s "
+              f"({s.get('machine', {}).get('cpu')}, sets {s.get('sets')})")
+    return 0
+
+
+def run(sets: list[str], every: float, force: bool) -> int:
+    from metaie_utils.core.device import machine_info
+
+    base = [sys.executable, "-m", "metaie_utils", "run", "--params", PARAMS, "--run-name", RUN_NAME]
+    sets_args = [a for s in sets for a in ("--set", s)]
+    subprocess.run(base + ["--stages", "01,02,03,04"] + sets_args, cwd=ROOT, check=True)
+    restore(force)
+    before = _fine_tunes(RUN / "results.csv")
+    session = {"start": _now(), "sets": sets, "machine": machine_info(), "fine_tunes_before": before}
+    t0 = time.time()
+    proc = subprocess.Popen(base + ["--stages", "05"] + sets_args, cwd=ROOT)
+    try:
+        while proc.poll() is None:
+            deadline = time.time() + every
+            while proc.poll() is None and time.time() < deadline:
+                time.sleep(2)
+            session.update(end=_now(), seconds=round(time.time() - t0), fine_tunes_added=_fine_tunes(RUN / "results.csv") - before)
+            export(session)
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+    session.update(end=_now(), seconds=round(time.time() - t0), fine_tunes_added=_fine_tunes(RUN / "results.csv") - before,
+                   returncode=proc.returncode)
+    export(session)
+    return proc.returncode or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="stages 01-04, restore, stage 05 (resumes), exporting as it goes")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to `metaie_utils run`")
+    r.add_argument("--export-every", type=float, default=900.0, help="seconds between exports (default 900)")
+    r.add_argument("--force", action="store_true", help="continue on a meta-model with other weights")
+    rs = sub.add_parser("restore", help="docs/results/cpu -> outputs/05_fewshot_eval/cpu")
+    rs.add_argument("--force", action="store_true")
+    sub.add_parser("export", help="outputs/05_fewshot_eval/cpu -> docs/results/cpu")
+    sub.add_parser("status", help="fine-tunes done per dataset and initialization")
+    a = ap.parse_args(argv)
+    if a.cmd == "run":
+        return run(a.set, a.export_every, a.force)
+    if a.cmd == "restore":
+        return restore(a.force)
+    if a.cmd == "export":
+        return export()
+    return status()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""scripts/cpu_grid.py: the CPU reproduction grid's kept results survive a new machine, and only with the same meta-model."""
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ("dataset,initialization,seed,subtask,f1\nconll2003,vanilla,0,entity,0.3\nconll2003,metaie,0,entity,0.4\n"
+           "conll04,vanilla,0,entity,0.2\n")
+
+
+@pytest.fixture()
+def grid(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("cpu_grid", ROOT / "scripts" / "cpu_grid.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for name, path in (("ROOT", tmp_path), ("KEPT", tmp_path / "docs" / "results" / "cpu"),
+                       ("RUN", tmp_path / "outputs" / "05_fewshot_eval" / "cpu"),
+                       ("META", tmp_path / "outputs" / "04_train_meta_model" / "cpu")):
+        monkeypatch.setattr(mod, name, path)
+    return mod
+
+
+def _meta(grid, weights: bytes) -> None:
+    (grid.META / "model").mkdir(parents=True, exist_ok=True)
+    (grid.META / "model" / "model.safetensors").write_bytes(weights)
+    (grid.META / "metrics.json").write_text("{}")
+
+
+def test_export_then_restore_on_a_new_machine_with_the_same_meta_model(grid, capsys):
+    _meta(grid, b"weights-A")
+    grid.RUN.mkdir(parents=True)
+    (grid.RUN / "results.csv").write_text(RESULTS)
+    (grid.RUN / "counts.jsonl").write_text('{"dataset": "conll2003"}\n')
+    grid.export({"start": "t0", "seconds": 5})
+    kept = json.loads((grid.KEPT / "grid.json").read_text())
+    assert kept["fine_tunes"] == 3 and kept["sessions"][0]["seconds"] == 5 and len(kept["meta_model_sha256"]) == 64
+    first = (grid.KEPT / "counts.jsonl.gz").read_bytes()
+    grid.export()
+    assert (grid.KEPT / "counts.jsonl.gz").read_bytes() == first  # no churn in git when nothing changed
+    assert gzip.decompress(first) == b'{"dataset": "conll2003"}\n'
+
+    import shutil  # a new machine: outputs/ is gone, stage 04 retrains the same weights
+
+    shutil.rmtree(grid.RUN)
+    grid.restore()
+    assert (grid.RUN / "results.csv").read_text() == RESULTS
+    assert (grid.RUN / "counts.jsonl").read_text() == '{"dataset": "conll2003"}\n'
+    grid.status()
+    out = capsys.readouterr().out
+    assert "conll2003" in out and "session t0" in out
+
+
+def test_restore_refuses_rows_of_another_meta_model_unless_forced(grid):
+    _meta(grid, b"weights-A")
+    grid.RUN.mkdir(parents=True)
+    (grid.RUN / "results.csv").write_text(RESULTS)
+    grid.export()
+    import shutil
+
+    shutil.rmtree(grid.RUN)
+    _meta(grid, b"weights-B")  # another CPU's arithmetic
+    with pytest.raises(SystemExit, match="sha256"):
+        grid.restore()
+    assert not (grid.RUN / "results.csv").exists()
+    grid.restore(force=True)
+    assert (grid.RUN / "results.csv").is_file()
+    assert json.loads((grid.KEPT / "grid.json").read_text())["other_meta_models"][0]["sha256"] == grid.meta_fingerprint()
+
+
+def test_restore_needs_the_meta_model_first(grid):
+    grid.KEPT.mkdir(parents=True)
+    (grid.KEPT / "results.csv").write_text(RESULTS)
+    with pytest.raises(SystemExit, match="meta-model first"):
+        grid.restore()
