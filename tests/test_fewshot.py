@@ -804,3 +804,23 @@ def test_ner_distillation_replays_a_shipped_set_and_asks_only_what_it_lacks(tmp_
     assert asked == 1 and len(rows) == 4 and rows[0]["response"] == "- Person: Ann"
     done = json.loads(next((tmp_path / "out2").rglob("baseline.json")).read_text())
     assert done["source"] == "teacher" and "3 answers of set3.jsonl.gz" in done["note"]
+
+
+def test_jobs_run_seed_major_so_a_grid_cut_short_is_paired_on_every_dataset(tmp_path):
+    """Every dataset's first seed (all initializations side by side) before any dataset's second seed."""
+    ds = FakeNER()
+    order = []
+
+    def train(instances, init, out, cfg, seed):
+        order.append((init, seed))
+        return out
+
+    backend = Backend(get_dataset=lambda n: ds, score=fake_score, train=train,
+                      load_extractor=lambda p, cfg: OracleExtractor(), icl_extractor=lambda *a: None,
+                      build_init=lambda name, cfg: f"/init/{name}")
+    cfg = EvalConfig(datasets=["a", "b"], initializations=["vanilla", "metaie"], shots=2, fewshot_seeds=2, test_cap=4,
+                     meta_model="m", fewshot_workers=1)
+    rows = run_fewshot(cfg, tmp_path, backend, log=lambda m: None)
+    jobs = list(dict.fromkeys((r["dataset"], r["seed"], r["initialization"]) for r in rows))
+    assert jobs == [("a", "0", "vanilla"), ("a", "0", "metaie"), ("b", "0", "vanilla"), ("b", "0", "metaie"),
+                    ("a", "1", "vanilla"), ("a", "1", "metaie"), ("b", "1", "vanilla"), ("b", "1", "metaie")]
