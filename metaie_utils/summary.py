@@ -43,10 +43,10 @@ def read_results_csv(path: Path) -> list[dict[str, Any]]:
 
 
 def summarize_run(run_dir: str | Path, reference: str = "metaie", baselines: list[str] | None = None,
-                  n_boot: int = 2000, seed: int = 0, figure: bool = True, log=print):
+                  n_boot: int = 2000, seed: int = 0, figure: bool = True, log=print, markdown: bool = False):
     """The ``summary`` command as a function: returns the table DataFrame (also written to the run dir)."""
     from metaie_utils.core.errors import UserError
-    from metaie_utils.core.stats import format_table, read_counts, summary_table
+    from metaie_utils.core.stats import format_table, markdown_table, read_counts, summary_table
 
     run = _run_dir(str(run_dir))
     rows = read_results_csv(run / "results.csv")
@@ -64,7 +64,7 @@ def summarize_run(run_dir: str | Path, reference: str = "metaie", baselines: lis
         df = summary_table(rows, counts, reference=reference, baselines=baselines, n_boot=n_boot, seed=seed)
     except ValueError as e:
         raise UserError(f"cannot summarize {run}: {e}") from e
-    log(format_table(df))
+    log(markdown_table(df) if markdown else format_table(df))
     df.to_csv(run / "summary_ci.csv", index=False)
     log(f"wrote {run / 'summary_ci.csv'}")
     if figure:
@@ -87,7 +87,7 @@ def _cmd_summary(args) -> int:
 
         raise UserError(f"--n-boot must be >= 1, got {args.n_boot}.")
     summarize_run(args.run_dir, reference=args.reference, baselines=baselines, n_boot=args.n_boot, seed=args.seed,
-                  figure=not args.no_figure)
+                  figure=not args.no_figure, markdown=args.markdown)
     return 0
 
 
@@ -105,4 +105,6 @@ def register_cli(subparsers) -> None:
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws (default 0)")
     p.add_argument("--no-figure", action="store_true", help="do not write summary_ci.png")
+    p.add_argument("--markdown", action="store_true",
+                   help="print one markdown row per dataset and sub-task (the README's tables) instead of the long table")
     p.set_defaults(func=_cmd_summary)

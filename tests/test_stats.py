@@ -405,3 +405,16 @@ def test_ci_figure_draws_one_series_per_baseline(tmp_path):
     empty = ci_figure(df[df["initialization"] == "metaie"])
     assert "no paired differences" in empty.axes[0].texts[0].get_text()
     plt.close(empty)
+
+
+def test_summary_counts_collapsed_fine_tunes_and_prints_markdown():
+    from metaie_utils.core.stats import markdown_table
+
+    rows = [{"dataset": "d", "subtask": "e", "initialization": i, "seed": s, "f1": f, "collapsed": c}
+            for i, s, f, c in [("metaie", 0, 0.4, ""), ("metaie", 1, 0.5, ""),
+                               ("vanilla", 0, 0.0, "support+test"), ("vanilla", 1, 0.3, "")]]
+    df = summary_table(rows, [], n_boot=50)
+    assert dict(zip(df["initialization"], df["n_collapsed"])) == {"metaie": 0, "vanilla": 1}
+    md = markdown_table(df).splitlines()
+    assert md[0] == "| dataset | sub-task | metaie | vanilla | metaie − vanilla [95% CI] |"
+    assert md[2].startswith("| d | e | 45.0 ± 7.1 | 15.0 ± 21.2 (collapsed 1/2) |")

@@ -318,7 +318,7 @@ def paired_bootstrap(a: Any, b: Any, n_boot: int = 2000, seed: int = 0, level: f
 
 SUMMARY_COLUMNS = [
     "dataset", "subtask", "initialization", "n_seeds", "f1", "f1_std", "n_pred", "n_test", "reference",
-    "diff", "diff_lo", "diff_hi", "level", "p", "n_boot", "n_paired_seeds", "n_sentences", "note",
+    "diff", "diff_lo", "diff_hi", "level", "p", "n_boot", "n_paired_seeds", "n_sentences", "n_collapsed", "note",
 ]
 
 
@@ -454,7 +454,10 @@ def summary_table(results_rows: Any, counts_records: Iterable[Mapping[str, Any]]
                 "n_test": float(gi["n_test"].iloc[0]) if "n_test" in gi and len(gi) else math.nan,
                 "reference": reference, "diff": math.nan, "diff_lo": math.nan, "diff_hi": math.nan, "level": float(level),
                 "p": math.nan,
-                "n_boot": 0, "n_paired_seeds": 0, "n_sentences": 0, "note": "",
+                "n_boot": 0, "n_paired_seeds": 0, "n_sentences": 0,
+                # fine-tunes flagged by the few-shot loop (nothing predicted on the support or the test sentences)
+                "n_collapsed": int(gi["collapsed"].fillna("").astype(str).str.strip().ne("").sum()) if "collapsed" in gi else 0,
+                "note": "",
             }
             if init == reference:
                 row["note"] = "reference"
@@ -471,6 +474,49 @@ def summary_table(results_rows: Any, counts_records: Iterable[Mapping[str, Any]]
                                n_boot=bs["n_boot"], n_paired_seeds=bs["n_seeds"], n_sentences=bs["n_sentences"])
             out.append(row)
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+
+def markdown_table(df: Any) -> str:
+    """The :func:`summary_table` as one markdown row per (dataset, sub-task): F1 mean ± std per initialization
+    (the reference first), then ``reference − baseline [95% CI]`` per baseline, in bold where the interval
+    excludes 0. Collapsed fine-tunes are counted next to the F1 ("collapsed 2/3").
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame([dict(dataset="d", subtask="e", initialization="metaie", reference="metaie", f1=40.0,
+    ...                         f1_std=2.0, n_seeds=3, diff=float("nan"), diff_lo=float("nan"), diff_hi=float("nan")),
+    ...                    dict(dataset="d", subtask="e", initialization="vanilla", reference="metaie", f1=30.0,
+    ...                         f1_std=5.0, n_seeds=3, diff=10.0, diff_lo=4.0, diff_hi=16.0)])
+    >>> print(markdown_table(df))
+    | dataset | sub-task | metaie | vanilla | metaie − vanilla [95% CI] |
+    |---|---|---|---|---|
+    | d | e | 40.0 ± 2.0 | 30.0 ± 5.0 | **+10.0 [+4.0, +16.0]** |
+    """
+    if df is None or len(df) == 0:
+        return "(no results)"
+    ref = str(df["reference"].iloc[0])
+    inits = [ref] + [i for i in dict.fromkeys(df["initialization"]) if i != ref]
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in df.to_dict("records"):
+        cells.setdefault((r["dataset"], r["subtask"]), {})[r["initialization"]] = r
+
+    def f1(r: Mapping | None) -> str:
+        if r is None or math.isnan(r["f1"]):
+            return ""
+        c = int(r.get("n_collapsed") or 0)
+        return f"{r['f1']:.1f} ± {r['f1_std']:.1f}" + (f" (collapsed {c}/{r['n_seeds']})" if c else "")
+
+    def ci(r: Mapping | None) -> str:
+        if r is None or math.isnan(r["diff"]):
+            return ""
+        t = f"{r['diff']:+.1f} [{r['diff_lo']:+.1f}, {r['diff_hi']:+.1f}]"
+        return f"**{t}**" if r["diff_lo"] > 0 or r["diff_hi"] < 0 else t
+
+    head = ["dataset", "sub-task", *inits, *(f"{ref} − {b} [95% CI]" for b in inits[1:])]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (d, st), by in cells.items():
+        row = [d, st, *(f1(by.get(i)) for i in inits), *(ci(by.get(b)) for b in inits[1:])]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def format_table(df: Any) -> str:
@@ -496,6 +542,8 @@ def format_table(df: Any) -> str:
     rows = []
     for r in df.to_dict("records"):
         f1 = "" if math.isnan(r["f1"]) else f"{r['f1']:.1f} ± {r['f1_std']:.1f}"
+        c = int(r.get("n_collapsed") or 0)
+        f1 += f" (collapsed {c}/{r['n_seeds']})" if c else ""
         rows.append({"dataset": r["dataset"], "subtask": r["subtask"], "initialization": r["initialization"],
                      "F1 % (mean ± std)": f1, "seeds": r["n_seeds"], ci_col: ci(r),
                      "p": pval(r["p"], int(r.get("n_boot", 0) or 0)), "note": r.get("note", "")})
