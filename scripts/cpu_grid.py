@@ -169,7 +169,7 @@ def run(sets: list[str], every: float, force: bool) -> int:
     before = _fine_tunes(RUN / "results.csv")
     session = {"start": _now(), "sets": sets, "machine": machine_info(), "fine_tunes_before": before}
     t0 = time.time()
-    proc = subprocess.Popen(base + ["--stages", "05"] + sets_args, cwd=ROOT)
+    proc = subprocess.Popen(base + ["--stages", "05", "--reuse", f"04_train_meta_model={RUN_NAME}"] + sets_args, cwd=ROOT)
     try:
         while proc.poll() is None:
             deadline = time.time() + every
