@@ -10,11 +10,12 @@
 #
 #
 # PROMPT=ner-icl-v1 builds the NER-distillation baseline's set the same way (same sentences, teacher and
-# sampling; stage 05's ner-distill replays it and asks the teacher only for sentences it lacks). N=6000 covers
-# MetaIE's 3,000 sentences and the next 3,000 the baseline asks to match MetaIE's instance count.
+# sampling; stage 05's ner-distill replays it and asks the teacher only for sentences it lacks). The news sampler's
+# pool holds 3,435 sentences: N=3435 covers MetaIE's 3,000 and every further sentence the baseline can ask to match
+# MetaIE's instance count (~40 sentences a minute on one core).
 #
 #   taskset -c 1 env OMP_NUM_THREADS=1 N=3000 COMMIT=1 bash scripts/distill_shipped.sh > distill.log 2>&1 &
-#   taskset -c 1 env OMP_NUM_THREADS=1 N=6000 PROMPT=ner-icl-v1 COMMIT=1 bash scripts/distill_shipped.sh > ner.log 2>&1 &
+#   taskset -c 1 env OMP_NUM_THREADS=1 N=3435 PROMPT=ner-icl-v1 COMMIT=1 bash scripts/distill_shipped.sh > ner.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3000}
