@@ -227,6 +227,11 @@ def run_pipeline(
             _check_same_params(stage, d, p)
             print(f"[run] {stage}: finished earlier, skipped ({_rel(d)})", flush=True)
             continue
+        for param, up in stage_class(stage).upstream.items():  # e.g. --stages 05 without --reuse: meta_model is ''
+            same = run_dir_for(up, params["run_name"], params.get("out_root", "outputs"))
+            if not p.get(param) and is_finished(same):
+                print(f"[run] note: {stage}'s {param} is empty although {_rel(same)} is finished; to use it, "
+                      f"add --reuse {up}={params['run_name']}", flush=True)
         t0 = time.time()
         print(f"[run] {stage}: running -> {_rel(d)}", flush=True)
         execute_stage(stage, p, d, log_output=log_output)

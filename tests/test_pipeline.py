@@ -116,3 +116,19 @@ def test_heartbeat_prints_while_a_stage_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("METAIE_HEARTBEAT_S", "often")
     with pytest.raises(pipeline.ParamsError, match="METAIE_HEARTBEAT_S = 'often'"):
         pipeline._Heartbeat("04_train_meta_model", {}, tmp_path)
+
+
+def test_a_stage_run_alone_says_how_to_use_the_finished_upstream(tmp_path, monkeypatch, capsys):
+    """`run --stages 02` after a finished 01 of the same run name: input_dir is not wired without --reuse; say so."""
+    from metaie_utils.core.params import load_params
+    from metaie_utils.core.runs import run_dir_for
+
+    params = load_params([], {"run_name": "x", "out_root": str(tmp_path), "input_dir": ""})
+    d = run_dir_for("01_sample_corpus", "x", str(tmp_path))
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text("{}")
+    monkeypatch.setattr(pipeline, "execute_stage", lambda *a, **k: None)
+    pipeline.run_pipeline(params, ["02_distill_llm"])
+    assert "--reuse 01_sample_corpus=x" in capsys.readouterr().out
+    pipeline.run_pipeline(params, ["02_distill_llm"], reuse={"01_sample_corpus": "x"})
+    assert "--reuse" not in capsys.readouterr().out
