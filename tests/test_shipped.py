@@ -126,6 +126,18 @@ def test_the_committed_set_is_a_prefix_of_the_default_sampler():
     assert len({r["id"] for r in s.rows}) == len(s.rows)
 
 
+def test_the_committed_ner_set_asks_metaies_sentences_first():
+    """The NER-distillation baseline's set: the same teacher and sampling on the same sentences, MetaIE's first."""
+    p = shipped.path_for("ner-icl-v1")
+    if not p.is_file() or not shipped.default_path().is_file():
+        pytest.skip("no shipped sets in this checkout")
+    ner, meta = shipped.load(p), shipped.load()
+    assert ner.provenance["prompt_version"] == "ner-icl-v1" and ner.provenance["gguf_sha256"] == meta.provenance["gguf_sha256"]
+    assert ner.provenance["sampling"] == meta.provenance["sampling"] and ner.provenance["parsable_fraction"] > 0.9
+    assert [(r["id"], r["text"]) for r in ner.rows[:len(meta.rows)]] == [(r["id"], r["text"]) for r in meta.rows]
+    assert shipped.path_for("metaie-1shot-v1") == shipped.default_path()
+
+
 def test_make_runs_sentences_are_the_head_of_the_committed_set():
     """stage 01 on params/defaults.yaml (200 news sentences) must be replayable, or make run asks a teacher."""
     try:
