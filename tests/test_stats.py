@@ -418,3 +418,5 @@ def test_summary_counts_collapsed_fine_tunes_and_prints_markdown():
     md = markdown_table(df).splitlines()
     assert md[0] == "| dataset | sub-task | metaie | vanilla | metaie − vanilla [95% CI] |"
     assert md[2].startswith("| d | e | 45.0 ± 7.1 | 15.0 ± 21.2 (collapsed 1/2) |")
+    one = markdown_table(summary_table([r for r in rows if r["seed"] == 1], [], n_boot=50)).splitlines()[2]
+    assert one.startswith("| d | e | 50.0 | 30.0 |")  # one seed: no "± 0.0" pretending to be a spread

@@ -503,7 +503,8 @@ def markdown_table(df: Any) -> str:
         if r is None or math.isnan(r["f1"]):
             return ""
         c = int(r.get("n_collapsed") or 0)
-        return f"{r['f1']:.1f} ± {r['f1_std']:.1f}" + (f" (collapsed {c}/{r['n_seeds']})" if c else "")
+        std = f" ± {r['f1_std']:.1f}" if int(r.get("n_seeds") or 0) > 1 else ""  # one seed has no spread to show
+        return f"{r['f1']:.1f}{std}" + (f" (collapsed {c}/{r['n_seeds']})" if c else "")
 
     def ci(r: Mapping | None) -> str:
         if r is None or math.isnan(r["diff"]):
@@ -541,7 +542,8 @@ def format_table(df: Any) -> str:
     ci_col = f"{ref} − init [{100 * level:g}% CI]"
     rows = []
     for r in df.to_dict("records"):
-        f1 = "" if math.isnan(r["f1"]) else f"{r['f1']:.1f} ± {r['f1_std']:.1f}"
+        std = f" ± {r['f1_std']:.1f}" if int(r.get("n_seeds") or 0) > 1 else ""  # one seed has no spread to show
+        f1 = "" if math.isnan(r["f1"]) else f"{r['f1']:.1f}{std}"
         c = int(r.get("n_collapsed") or 0)
         f1 += f" (collapsed {c}/{r['n_seeds']})" if c else ""
         rows.append({"dataset": r["dataset"], "subtask": r["subtask"], "initialization": r["initialization"],
