@@ -277,3 +277,21 @@ def test_cpu_bf16_training_needs_bf16_units(tiny, tmp_path, monkeypatch):
                                                                                     precision="bf16", device="cpu"))
     info = read_training_info(out)
     assert info["precision"] == "bf16" and info["samples_seen"] == 4
+
+
+def test_resume_skips_a_checkpoint_torn_by_a_kill(tmp_path):
+    """A fine-tune killed while saving checkpoint-300 left weights and optimizer but no trainer_state.json;
+    resuming from it failed with FileNotFoundError in the CPU grid. The newest complete one is used instead."""
+    from metaie_utils.models.trainer import last_complete_checkpoint
+
+    for step, complete in ((100, True), (200, True), (300, False)):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"x")
+        if complete:
+            (d / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-notes").mkdir()
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-200")
+    (tmp_path / "checkpoint-300" / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-300")
+    assert last_complete_checkpoint(tmp_path / "missing") is None

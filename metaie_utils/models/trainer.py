@@ -266,6 +266,25 @@ class _SampleCounter:
             self.n += int(x.shape[0]) if hasattr(x, "shape") else 0
 
 
+def last_complete_checkpoint(ckpt_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` under ``ckpt_dir`` that a resume can read, or None.
+
+    A process killed while the Trainer saves leaves a torn folder (weights and optimizer written, no
+    ``trainer_state.json``, which the Trainer writes after them); resuming from it fails with
+    FileNotFoundError, so torn folders are skipped (and logged), and an older complete one is used.
+    """
+    import re as _re
+
+    d = Path(ckpt_dir)
+    found = sorted(((int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := _re.fullmatch(r"checkpoint-(\d+)", p.name))),
+                   reverse=True) if d.is_dir() else []
+    for _, p in found:
+        if (p / "trainer_state.json").is_file():
+            return str(p)
+        log.warning("skipping the torn checkpoint %s (no trainer_state.json: the run was killed while saving it)", p)
+    return None
+
+
 def train_token_classifier(train: list[dict], init: str, output_dir: Path, recipe: TrainRecipe,
                            eval_instances: list[dict] | None = None, resume: bool = True,
                            provenance: dict[str, Any] | None = None, progress: bool = True) -> Path:
@@ -288,7 +307,6 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         TrainingArguments,
         set_seed,
     )
-    from transformers.trainer_utils import get_last_checkpoint
 
     from metaie_utils.core.device import cpu_bf16_units, pick_device, pick_precision
 
@@ -373,7 +391,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         compute_loss_func=weighted_token_loss(weights) if weights else None,
     )
     _quiet_log_callbacks(trainer)
-    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    last = last_complete_checkpoint(ckpt_dir) if resume and ckpt_dir.is_dir() else None
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
