@@ -7,8 +7,8 @@ session's wall time and machine) and puts it back before it continues:
 
     # stages 01-04 (the meta-model from the shipped distillation set), then stage 05, resuming from results.csv;
     # exports every 15 min and at the end, so a lost machine loses little
-    taskset -c 0 env OMP_NUM_THREADS=1 nohup .venv/bin/python scripts/cpu_grid.py run \\
-        --set "initializations=[vanilla,metaie]" --set fewshot_workers=1 > grid.log 2>&1 &
+    taskset -c 0,1 env OMP_NUM_THREADS=1 nohup .venv/bin/python scripts/cpu_grid.py run \\
+        --set "initializations=[vanilla,metaie,multiie,ner-distill]" --set fewshot_workers=2 > grid.log 2>&1 &
     .venv/bin/python scripts/cpu_grid.py status          # fine-tunes done per dataset and initialization
     .venv/bin/python -m metaie_utils summary outputs/05_fewshot_eval/cpu   # the table with paired 95% CIs
 
