@@ -476,6 +476,15 @@ def summary_table(results_rows: Any, counts_records: Iterable[Mapping[str, Any]]
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
 
+def _f1_cell(r: Mapping) -> str:
+    """"39.5 ± 4.0", "39.5" for one seed (no spread to show), with "(collapsed 1/3)" when fine-tunes collapsed."""
+    if math.isnan(r["f1"]):
+        return ""
+    c = int(r.get("n_collapsed") or 0)
+    std = f" ± {r['f1_std']:.1f}" if int(r.get("n_seeds") or 0) > 1 else ""
+    return f"{r['f1']:.1f}{std}" + (f" (collapsed {c}/{r['n_seeds']})" if c else "")
+
+
 def markdown_table(df: Any) -> str:
     """The :func:`summary_table` as one markdown row per (dataset, sub-task): F1 mean ± std per initialization
     (the reference first), then ``reference − baseline [95% CI]`` per baseline, in bold where the interval
@@ -500,11 +509,7 @@ def markdown_table(df: Any) -> str:
         cells.setdefault((r["dataset"], r["subtask"]), {})[r["initialization"]] = r
 
     def f1(r: Mapping | None) -> str:
-        if r is None or math.isnan(r["f1"]):
-            return ""
-        c = int(r.get("n_collapsed") or 0)
-        std = f" ± {r['f1_std']:.1f}" if int(r.get("n_seeds") or 0) > 1 else ""  # one seed has no spread to show
-        return f"{r['f1']:.1f}{std}" + (f" (collapsed {c}/{r['n_seeds']})" if c else "")
+        return "" if r is None else _f1_cell(r)
 
     def ci(r: Mapping | None) -> str:
         if r is None or math.isnan(r["diff"]):
@@ -542,10 +547,7 @@ def format_table(df: Any) -> str:
     ci_col = f"{ref} − init [{100 * level:g}% CI]"
     rows = []
     for r in df.to_dict("records"):
-        std = f" ± {r['f1_std']:.1f}" if int(r.get("n_seeds") or 0) > 1 else ""  # one seed has no spread to show
-        f1 = "" if math.isnan(r["f1"]) else f"{r['f1']:.1f}{std}"
-        c = int(r.get("n_collapsed") or 0)
-        f1 += f" (collapsed {c}/{r['n_seeds']})" if c else ""
+        f1 = _f1_cell(r)
         rows.append({"dataset": r["dataset"], "subtask": r["subtask"], "initialization": r["initialization"],
                      "F1 % (mean ± std)": f1, "seeds": r["n_seeds"], ci_col: ci(r),
                      "p": pval(r["p"], int(r.get("n_boot", 0) or 0)), "note": r.get("note", "")})
