@@ -104,10 +104,13 @@ def _fmt_elapsed(seconds: float) -> str:
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ \w+ [\w.]+ ")
 
 
-def stage_progress(stage: str, parameters: Mapping[str, Any], run_dir: Path, width: int = 110) -> str:
+def stage_progress(stage: str, parameters: Mapping[str, Any], run_dir: Path, width: int = 110,
+                   since: float | None = None) -> str:
     """One line on how far a running stage is, from what it has written so far: for 05 the fine-tunes recorded
     in ``results.csv`` against those planned (datasets x initializations x seeds), and for every stage the last
-    line of its ``run.log`` (timestamp and logger name dropped, cut to ``width`` characters)."""
+    line of its ``run.log`` (timestamp and logger name dropped, cut to ``width`` characters). With ``since``
+    (a ``time.time()``), a ``run.log`` last written before it is ignored: a resumed run would otherwise repeat
+    the last line of an earlier, perhaps failed, attempt as if it were news."""
     parts = []
     if stage == "05_fewshot_eval":
         planned = (len(parameters.get("datasets") or []) * len(parameters.get("initializations") or [])
@@ -122,7 +125,7 @@ def stage_progress(stage: str, parameters: Mapping[str, Any], run_dir: Path, wid
                 pass
         parts.append(f"{done}/{planned} fine-tunes recorded")
     log = run_dir / "run.log"
-    if log.is_file():
+    if log.is_file() and (since is None or log.stat().st_mtime >= since):
         try:
             with log.open("rb") as fh:
                 fh.seek(max(0, log.stat().st_size - 4096))
@@ -154,7 +157,7 @@ class _Heartbeat:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            progress = stage_progress(self.stage, self.parameters, self.run_dir)
+            progress = stage_progress(self.stage, self.parameters, self.run_dir, since=self._t0)
             print(f"[run] {self.stage}: {_fmt_elapsed(time.time() - self._t0)} elapsed"
                   + (f"; {progress}" if progress else ""), flush=True)
 

@@ -1,6 +1,8 @@
 """The papermill driver on the template notebook: a real kernel, a run directory, skip/resume, failures named."""
 
 import json
+import os
+import time
 
 import pytest
 
@@ -99,17 +101,25 @@ def test_stage_progress_counts_fine_tunes_and_reads_the_log(tmp_path):
     line = pipeline.stage_progress("05_fewshot_eval", params, d)
     assert line == "2/12 fine-tunes recorded; step 40: {'loss': 0.7}"
     assert pipeline.stage_progress("04_train_meta_model", {}, d, width=10) == "step 40..."
+    # a log older than the heartbeat (an earlier attempt's) is not repeated as news
+    old = time.time() - 600
+    os.utime(d / "run.log", (old, old))
+    assert pipeline.stage_progress("05_fewshot_eval", params, d, since=time.time() - 60) == "2/12 fine-tunes recorded"
+    assert pipeline.stage_progress("05_fewshot_eval", params, d, since=old - 1).endswith("step 40: {'loss': 0.7}")
 
 
 def test_heartbeat_prints_while_a_stage_runs(tmp_path, capsys, monkeypatch):
-    import time
-
-    (tmp_path / "run.log").write_text("2026-12-04 03:13:38,289 INFO x.y epoch 2 of 6\n")
+    (tmp_path / "run.log").write_text("2026-12-04 03:13:38,289 INFO x.y loss nan (an earlier attempt)\n")
+    old = time.time() - 600
+    os.utime(tmp_path / "run.log", (old, old))
     with pipeline._Heartbeat("04_train_meta_model", {}, tmp_path, interval=0.05):
+        time.sleep(0.12)
+        (tmp_path / "run.log").write_text("2026-12-04 03:13:38,289 INFO x.y epoch 2 of 6\n")  # this run's line
         time.sleep(0.3)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) >= 2 and all(ln.startswith("[run] 04_train_meta_model: ") for ln in out)
-    assert out[0].endswith("s elapsed; epoch 2 of 6")
+    assert len(out) >= 3 and all(ln.startswith("[run] 04_train_meta_model: ") for ln in out)
+    assert out[0].endswith("s elapsed")  # the earlier attempt's line is not repeated as news
+    assert out[-1].endswith("s elapsed; epoch 2 of 6")
     with pipeline._Heartbeat("04_train_meta_model", {}, tmp_path, interval=0):  # 0 = off
         time.sleep(0.1)
     assert capsys.readouterr().out == ""
