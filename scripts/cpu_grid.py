@@ -12,6 +12,11 @@ session's wall time and machine) and puts it back before it continues:
     .venv/bin/python scripts/cpu_grid.py status          # fine-tunes done per dataset and initialization
     .venv/bin/python -m metaie_utils summary outputs/05_fewshot_eval/cpu   # the table with paired 95% CIs
 
+The teacher-in-context baseline (llm-icl: hours of the local teacher, ~1,100 queries per seed at
+icl_test_cap 50) needs no meta-model: its answers are exported with the grid into the shipped answer set
+``metaie_utils/data/distillation/icl-qwen2.5-0.5b-answers.jsonl.gz``, which stage 05 replays on any machine
+(the teacher starts only for the answers it lacks). Add it with ``--set "initializations=[...,llm-icl]"``.
+
 Jobs run seed-major (every dataset's first seed before any second), so a grid cut short is paired on every
 dataset it reached. ``--set`` narrows a session to some initializations (the teacher-free ones first: the
 NER-distillation baseline needs the teacher's NER answers, ``scripts/distill_shipped.sh`` with
@@ -125,14 +130,32 @@ def export(session: dict | None = None) -> int:
     if (RUN / "counts.jsonl").is_file():
         with gzip.GzipFile(KEPT / "counts.jsonl.gz", "wb", mtime=0, compresslevel=9) as gz:
             gz.write((RUN / "counts.jsonl").read_bytes())
+    icl = export_icl_answers()
     g = _grid()
     g.setdefault("meta_model_sha256", meta_fingerprint())
+    if icl:
+        g["icl_answers"] = icl
     if session is not None:
         g["sessions"] = [s for s in g["sessions"] if s.get("start") != session["start"]] + [session]
     g["fine_tunes"] = _fine_tunes(RUN / "results.csv")
     _write_grid(g)
     print(f"[cpu_grid] exported {g['fine_tunes']} fine-tunes to {KEPT.relative_to(ROOT)}")
     return 0
+
+
+def export_icl_answers(teacher: str = "local:qwen2.5-0.5b") -> dict | None:
+    """The llm-icl teacher's answers so far -> the shipped answer set (metaie_utils/data/distillation), which
+    stage 05 replays on any machine (llm-icl needs no meta-model, so it is the grid's most portable part)."""
+    from metaie_utils.llm import shipped
+
+    cache = ROOT / "outputs" / "baselines" / "icl-cache.sqlite"
+    if not cache.is_file():
+        return None
+    out = shipped.export_answers(cache, shipped.answers_path(teacher), teacher,
+                                 made_by="scripts/cpu_grid.py (stage 05 llm-icl of params/cpu.yaml, one core)")
+    info = shipped.info(out)
+    print(f"[cpu_grid] exported {info['answers']} llm-icl answers to {out.relative_to(ROOT)}")
+    return {"file": str(out.relative_to(ROOT)), "answers": info["answers"]}
 
 
 def status() -> int:

@@ -78,3 +78,23 @@ def test_restore_needs_the_meta_model_first(grid):
     (grid.KEPT / "results.csv").write_text(RESULTS)
     with pytest.raises(SystemExit, match="meta-model first"):
         grid.restore()
+
+
+def test_export_ships_the_llm_icl_answers_so_far(grid, tmp_path, monkeypatch):
+    """llm-icl needs no meta-model: its teacher answers are exported with the grid into the shipped answer set
+    that stage 05 replays on any machine."""
+    from metaie_utils.llm import shipped
+    from metaie_utils.llm.client import Completion, ResponseCache
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "metaie_utils" / "data" / "distillation")
+    grid.RUN.mkdir(parents=True)
+    (grid.RUN / "results.csv").write_text(RESULTS)
+    assert grid.export_icl_answers() is None  # no llm-icl yet: nothing shipped
+    cache = ResponseCache(tmp_path / "outputs" / "baselines" / "icl-cache.sqlite")
+    cache.put("k1", "qwen2.5-0.5b", "icl-v1", 0, Completion(text="- Person: Ann"))
+    cache.put("k2", "other-model", "icl-v1", 0, Completion(text="- x: y"))  # another teacher's: not shipped
+    cache.close()
+    grid.export({"start": "t0", "seconds": 5})
+    g = json.loads((grid.KEPT / "grid.json").read_text())
+    assert g["icl_answers"] == {"file": "metaie_utils/data/distillation/icl-qwen2.5-0.5b-answers.jsonl.gz", "answers": 1}
+    assert [r["key"] for r in shipped.load(tmp_path / g["icl_answers"]["file"]).rows] == ["k1"]

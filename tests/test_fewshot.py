@@ -824,3 +824,83 @@ def test_jobs_run_seed_major_so_a_grid_cut_short_is_paired_on_every_dataset(tmp_
     jobs = list(dict.fromkeys((r["dataset"], r["seed"], r["initialization"]) for r in rows))
     assert jobs == [("a", "0", "vanilla"), ("a", "0", "metaie"), ("b", "0", "vanilla"), ("b", "0", "metaie"),
                     ("a", "1", "vanilla"), ("a", "1", "metaie"), ("b", "1", "vanilla"), ("b", "1", "metaie")]
+
+
+def test_llm_icl_answers_ship_and_replay_without_starting_the_teacher(tmp_path, monkeypatch):
+    """The llm-icl teacher's answers (the CPU grid's: hours of a local teacher) are exported from its cache into
+    an answer set, and a new machine replays them with no server started; a partial set starts the teacher
+    only for the answers it lacks; another teacher's set is refused by name."""
+    import contextlib
+    import gzip
+    import sys
+
+    from metaie_utils.llm import shipped
+    from metaie_utils.llm.client import LLMClient
+    from metaie_utils.stages.fewshot import baselines
+    from metaie_utils.tasks import get_dataset
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "distill"))
+    fake_openai = pytest.importorskip("fake_openai")
+    ds = get_dataset("conll04")
+    support_set, test = ds.load("train")[:2], ds.load("test")[:3]
+    teacher = "local:qwen2.5-0.5b"  # keyed as the local server's client would (model = the alias)
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "ship")
+    baselines._SEEDED.clear()
+
+    def run(out_root: str, served: list) -> list:
+        ext = baselines.icl_extractor(EvalConfig(out_root=out_root, teacher=teacher, shots=1), support_set, ds)
+        try:
+            return ds.predict(ext, test)
+        finally:
+            served.append(ext.closer.__self__)
+            ext.close()
+
+    with fake_openai.FakeOpenAI() as srv:
+        @contextlib.contextmanager
+        def fake_teacher(t, base_url, api_key_env, cache_path, **kw):
+            yield LLMClient(srv.base_url, "qwen2.5-0.5b", cache_path=cache_path)
+
+        monkeypatch.setattr(baselines, "teacher_client", fake_teacher)
+        clients: list = []
+        first = run(str(tmp_path / "a"), clients)
+        asked = sum(srv.served.values())
+    assert asked >= len(test) and clients[0].replayed == 0
+
+    out = shipped.answers_path(teacher)
+    assert out.name == "icl-qwen2.5-0.5b-answers.jsonl.gz"
+    shipped.export_answers(tmp_path / "a" / "baselines" / "icl-cache.sqlite", out, teacher, made_by="test")
+    s = shipped.load(out)
+    assert s.provenance["answers"] == asked == len(s.rows) and s.provenance["gguf_sha256"]
+    assert set(s.provenance["prompt_versions"]) == {"icl-v1"}
+    assert shipped.info(out)["answers"] == asked
+    again = out.read_bytes()
+    shipped.export_answers(tmp_path / "a" / "baselines" / "icl-cache.sqlite", out, teacher)
+    assert out.read_bytes() == again  # deterministic: no churn in git when nothing changed
+
+    def no_teacher(*a, **k):
+        raise AssertionError("the teacher was started although every answer was shipped")
+
+    monkeypatch.setattr(baselines, "teacher_client", no_teacher)
+    clients = []
+    assert run(str(tmp_path / "b"), clients) == first and clients[0].replayed == asked
+
+    # a partial set: the teacher starts for the missing answers only
+    with gzip.open(out, "rt") as f:
+        lines = f.read().splitlines()
+    with gzip.open(out, "wt") as f:
+        f.write("\n".join(lines[:-1]) + "\n")
+    baselines._SEEDED.clear()
+    with fake_openai.FakeOpenAI() as srv:
+        @contextlib.contextmanager
+        def fake_teacher(t, base_url, api_key_env, cache_path, **kw):
+            yield LLMClient(srv.base_url, "qwen2.5-0.5b", cache_path=cache_path)
+
+        monkeypatch.setattr(baselines, "teacher_client", fake_teacher)
+        assert run(str(tmp_path / "c"), []) == first
+        assert sum(srv.served.values()) == 1
+
+    n, note = shipped.import_answers(tmp_path / "d.sqlite", "local:smollm2-135m", out)
+    assert n == 0 and "not used" in note and "qwen2.5-0.5b" in note
+    distill_set = shipped.write(tmp_path / "distill.jsonl.gz", {"teacher": teacher, "prompt_version": "ner-icl-v1"}, [])
+    with pytest.raises(shipped.UserError, match="not an answer set"):  # never mixed into a distillation set
+        shipped.export_answers(tmp_path / "a" / "baselines" / "icl-cache.sqlite", distill_set, teacher)

@@ -156,3 +156,20 @@ def test_make_runs_sentences_are_the_head_of_the_committed_set():
     d = stage_config("02_distill_llm", load_params())
     got, note = shipped.replay(rows, d.teacher, d.prompt_version, d.temperature, d.max_tokens, d.seed, d.n_samples)
     assert got is not None, note
+
+
+def test_answer_sets_through_the_cli(tmp_path, capsys):
+    """`shipped export-answers` / `import-answers` move a teacher's cached answers between a cache and a file."""
+    from metaie_utils.cli import main
+
+    cache = ResponseCache(tmp_path / "icl.sqlite")
+    cache.put("k1", "qwen2.5-0.5b", "icl-ner-v1", 0, Completion(text="- Person: Ann", finish_reason="stop"))
+    cache.close()
+    out = tmp_path / "answers.jsonl.gz"
+    assert main(["shipped", "export-answers", "--cache", str(tmp_path / "icl.sqlite"), "--output", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["answers"] == 1
+    assert main(["shipped", "import-answers", "--cache", str(tmp_path / "new.sqlite"), "--output", str(out)]) == 0
+    assert "1 of the 1 answers" in capsys.readouterr().out
+    assert ResponseCache(tmp_path / "new.sqlite").get("k1")["text"] == "- Person: Ann"
+    assert main(["shipped", "export-answers", "--output", str(out)]) != 0
+    assert "needs --cache" in capsys.readouterr().err

@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from metaie_utils.core.errors import UserError
 from metaie_utils.core.io import read_jsonl
@@ -144,6 +144,12 @@ def cache_key(model: str, prompt_version: str, messages: Sequence[dict], tempera
         sort_keys=True, ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def request_key(model: str, req: Mapping[str, Any]) -> str:
+    """:func:`cache_key` of one ``complete_many`` request (its defaults: temperature 1.0, max_tokens 256)."""
+    return cache_key(model, str(req.get("prompt_version", "")), req["messages"], float(req.get("temperature", 1.0)),
+                     int(req.get("max_tokens", 256)), int(req.get("sample_index", 0)), req.get("seed"))
 
 
 class ResponseCache:
@@ -379,7 +385,7 @@ class LLMClient:
         sample_index = int(req.get("sample_index", 0))
         seed = req.get("seed")
         pv = str(req.get("prompt_version", ""))
-        key = cache_key(self.model, pv, messages, temperature, max_tokens, sample_index, seed)
+        key = request_key(self.model, req)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:

@@ -15,6 +15,11 @@ requested sentence is in it (:func:`replay`); otherwise it says why and asks the
 
 Build or extend it with ``scripts/distill_shipped.sh`` (resumable, exports as it goes); ``python -m
 metaie_utils shipped info`` prints what is shipped.
+
+An *answer set* (``kind: answers-v1``, :func:`export_answers`) ships a teacher's cached answers to any prompts,
+keyed by the client's request hash: the llm-icl baseline's, whose prompts hold each seed's demonstrations.
+``icl-<model>-answers.jsonl.gz`` is put into the llm-icl cache before stage 05 asks (:func:`import_answers`),
+and the teacher starts only for what it lacks; ``scripts/cpu_grid.py`` exports it as the grid runs.
 """
 
 from __future__ import annotations
@@ -256,12 +261,7 @@ def restore(cache_path: str | Path, teacher: str = "local:qwen2.5-0.5b", path: s
     if why:
         raise UserError(f"cannot restore {s.path.name} into a cache for {teacher!r}: {why}")
 
-    def _ts(iso: str | None) -> float:
-        if not iso:
-            return time.time()
-        return _dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc).timestamp()
-
-    t0, t1 = _ts(prov.get("started")), _ts(prov.get("updated"))
+    t0, t1 = _ts(prov.get("started")) or time.time(), _ts(prov.get("updated")) or time.time()
     seed, pv = samp.get("seed"), prov["prompt_version"]
     cache = llm.ResponseCache(cache_path)
     before = len(cache)
@@ -296,6 +296,101 @@ def seed_cache(cache_path: str | Path, teacher: str, prompt_version: str, temper
     return n, f"{n} answers of {p.name} ({s.n_sentences} sentences) put into the cache"
 
 
+# -- answer sets: a teacher's cached answers to any prompts (the llm-icl baseline's), keyed by request ------------
+
+#: The teacher-in-context (llm-icl) answers of the CPU grid, shipped like the distillation sets.
+ANSWERS_FORMAT = "answers-v1"
+
+
+def answers_path(teacher: str = "local:qwen2.5-0.5b", kind: str = "icl") -> Path:
+    """The shipped answer set of ``kind`` for ``teacher`` (it may not exist):
+    ``metaie_utils/data/distillation/<kind>-<model>-answers.jsonl.gz``."""
+    return SHIPPED_DIR / f"{kind}-{teacher_identity(teacher)['model']}-answers.jsonl.gz"
+
+
+def export_answers(cache_path: str | Path, out: str | Path, teacher: str, made_by: str = "") -> Path:
+    """A response cache (:class:`metaie_utils.llm.client.ResponseCache`) -> an answer set: every cached answer of
+    ``teacher``'s model, under the request keys the client computed (the key hashes the model, prompt version,
+    messages and sampling, so a prompt that changes later simply misses). Rows already in ``out`` are kept
+    (the file only grows); the output is deterministic (sorted by key, gzip mtime 0)."""
+    import sqlite3
+
+    ident = teacher_identity(teacher)
+    rows: dict[str, dict] = {}
+    created: list[float] = []
+    old = load(out) if Path(out).is_file() else None
+    if old is not None:
+        why = _answers_mismatch(old.provenance, ident)
+        if why:
+            raise UserError(f"cannot add {teacher!r}'s answers to {Path(out).name}: {why}")
+        rows.update({r["key"]: r for r in old.rows})
+        created += [t for t in (_ts(old.provenance.get("started")), _ts(old.provenance.get("updated"))) if t]
+    conn = sqlite3.connect(f"file:{Path(cache_path)}?mode=ro", uri=True)
+    try:
+        for key, pv, k, text, fin, pt, ct, c in conn.execute(
+                "SELECT key, prompt_version, sample_index, text, finish_reason, prompt_tokens, completion_tokens, "
+                "created FROM responses WHERE model=?", (ident["model"],)):
+            if text is None:
+                continue
+            rows.setdefault(key, {"key": key, "prompt_version": pv, "sample_index": int(k or 0), "response": text,
+                                  "finish_reason": fin, "prompt_tokens": int(pt or 0), "completion_tokens": int(ct or 0)})
+            created.append(float(c or 0) or 0.0)
+    finally:
+        conn.close()
+    created = [t for t in created if t]
+    by_prompt: dict[str, int] = {}
+    for r in rows.values():
+        by_prompt[r["prompt_version"]] = by_prompt.get(r["prompt_version"], 0) + 1
+    prov = {"format_version": FORMAT_VERSION, "kind": ANSWERS_FORMAT, **ident, "answers": len(rows),
+            "prompt_versions": dict(sorted(by_prompt.items())),
+            "started": _iso(min(created)) if created else None, "updated": _iso(max(created)) if created else None,
+            "made_by": made_by or (old.provenance.get("made_by", "") if old else "")}
+    return write(out, prov, [rows[k] for k in sorted(rows)])
+
+
+def _answers_mismatch(prov: dict, ident: dict) -> str | None:
+    if prov.get("kind") != ANSWERS_FORMAT:
+        return f"it is not an answer set (kind {prov.get('kind')!r}, not {ANSWERS_FORMAT!r})"
+    if ident["gguf_sha256"] != prov.get("gguf_sha256") or ident["model"] != prov.get("model"):
+        return (f"teacher {ident['teacher']!r} (model {ident['model']!r}, sha256 {str(ident['gguf_sha256'])[:12]}) is not "
+                f"the set's {prov.get('teacher')!r} (model {prov.get('model')!r}, sha256 {str(prov.get('gguf_sha256'))[:12]})")
+    return None
+
+
+def import_answers(cache_path: str | Path, teacher: str, path: str | Path | None = None) -> tuple[int, str]:
+    """Put a shipped answer set into a response cache when it is ``teacher``'s (same GGUF file, or the same API
+    model name) -> ``(answers added, note)``; answers already cached are left alone. No set, or another
+    teacher's, adds nothing and says why."""
+    from metaie_utils.llm import client as llm
+
+    p = Path(path) if path else answers_path(teacher)
+    if not p.is_file():
+        return 0, f"no shipped answers at {p.name}"
+    s = load(p)
+    why = _answers_mismatch(s.provenance, teacher_identity(teacher))
+    if why:
+        return 0, f"{p.name} not used: {why}"
+    t0 = _ts(s.provenance.get("started")) or 0.0
+    cache = llm.ResponseCache(cache_path)
+    before = len(cache)
+    try:
+        for r in s.rows:
+            c = llm.Completion(text=r["response"], finish_reason=r.get("finish_reason"),
+                               prompt_tokens=int(r.get("prompt_tokens", 0)), completion_tokens=int(r.get("completion_tokens", 0)))
+            cache.put(r["key"], s.provenance["model"], r.get("prompt_version", ""), int(r.get("sample_index", 0)), c,
+                      created=t0 or None)
+        added = len(cache) - before
+    finally:
+        cache.close()
+    return added, f"{added} of the {len(s.rows)} answers of {p.name} put into the cache"
+
+
+def _ts(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return _dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc).timestamp()
+
+
 def _iso(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -303,6 +398,10 @@ def _iso(t: float) -> str:
 def info(path: str | Path | None = None) -> dict[str, Any]:
     s = load(path)
     p = s.provenance
+    if p.get("kind") == ANSWERS_FORMAT:
+        return {"path": str(s.path), "kind": ANSWERS_FORMAT, "answers": len(s.rows), "teacher": p.get("teacher"),
+                "gguf_sha256": p.get("gguf_sha256"), "prompt_versions": p.get("prompt_versions"),
+                "started": p.get("started"), "updated": p.get("updated"), "bytes": s.path.stat().st_size}
     return {"path": str(s.path), "sentences": s.n_sentences, "responses": len(s.rows), "teacher": p.get("teacher"),
             "gguf_sha256": p.get("gguf_sha256"), "prompt_version": p.get("prompt_version"), "sampling": p.get("sampling"),
             "parsable_fraction": p.get("parsable_fraction"), "started": p.get("started"), "updated": p.get("updated"),
@@ -313,6 +412,15 @@ def _cmd(args) -> int:
     if args.action == "restore":
         n = restore(args.cache, args.teacher, args.output)
         print(f"restored {n} responses from {Path(args.output or default_path()).name} into {args.cache}")
+        return 0
+    if args.action in ("export-answers", "import-answers"):
+        if not args.cache:
+            raise UserError(f"shipped {args.action} needs --cache (the llm-icl cache: <out_root>/baselines/icl-cache.sqlite).")
+        out = args.output or answers_path(args.teacher)
+        if args.action == "export-answers":
+            print(json.dumps(info(export_answers(args.cache, out, args.teacher))))
+        else:
+            print(import_answers(args.cache, args.teacher, out)[1])
         return 0
     if args.action == "export":
         p = export(args.sentences, args.cache, args.teacher, args.prompt_version, args.temperature, args.max_tokens,
@@ -327,7 +435,9 @@ def _cmd(args) -> int:
 def register_cli(sub) -> None:
     p = sub.add_parser("shipped", help="the shipped distillation set: info, export it from a stage-02 cache, "
                                           "or restore it into one (to extend it on a new machine)")
-    p.add_argument("action", choices=["info", "export", "restore"])
+    p.add_argument("action", choices=["info", "export", "restore", "export-answers", "import-answers"],
+                   help="export-answers / import-answers: the llm-icl teacher's answers (answers_path) from / into "
+                        "a response cache (--cache)")
     p.add_argument("--output", default=None, help=f"the set's file (default {default_path()})")
     p.add_argument("--sentences", help="export: 01's sentences.jsonl (in sampler order)")
     p.add_argument("--cache", help="export/restore: 02's cache.sqlite")

@@ -544,24 +544,89 @@ class IclExtractor:
             self.closer = None
 
 
+def icl_cache_path(cfg: Any) -> Path:
+    """The llm-icl teacher's response cache (shared by every dataset and seed of ``cfg.out_root``)."""
+    return resolve(cfg.out_root) / "baselines" / "icl-cache.sqlite"
+
+
+_SEEDED: set[tuple[str, str, float]] = set()
+
+
+def seed_icl_cache(cfg: Any, answers: str | Path | None = None) -> str:
+    """Put the shipped llm-icl answers of ``cfg.teacher`` (:func:`metaie_utils.llm.shipped.answers_path`) into
+    the llm-icl cache, once per process and file version -> a note for the log."""
+    import logging
+
+    from metaie_utils.llm import shipped
+
+    cache = icl_cache_path(cfg)
+    path = Path(answers) if answers else shipped.answers_path(cfg.teacher)
+    tag = (str(cache), str(path), path.stat().st_mtime if path.is_file() else 0.0)
+    if tag in _SEEDED:
+        return ""
+    _SEEDED.add(tag)
+    _, note = shipped.import_answers(cache, cfg.teacher, path)
+    logging.getLogger(__name__).info("llm-icl: %s", note)
+    return note
+
+
+class LazyTeacher:
+    """A teacher client (``complete_many``, like :class:`metaie_utils.llm.LLMClient`) that answers from its
+    response cache alone while it can, and starts the teacher (a local llama.cpp server, or the API client)
+    at the first request the cache lacks. So shipped or earlier answers replay with no server, no GGUF file
+    and no API key; ``close()`` stops whatever was started."""
+
+    def __init__(self, teacher: str, base_url: str = "", api_key_env: str = "OPENAI_API_KEY",
+                 cache_path: Path | None = None, **client_kw: Any):
+        from metaie_utils.llm import client as llm
+        from metaie_utils.llm.shipped import teacher_identity
+
+        self.teacher, self.base_url, self.api_key_env, self.client_kw = teacher, base_url, api_key_env, client_kw
+        self.cache_path = cache_path
+        self.model = teacher_identity(teacher)["model"]  # the name the started client's keys use
+        self.cache = llm.ResponseCache(cache_path) if cache_path else None
+        self.client: Any = None
+        self.replayed = 0
+        self._stack = contextlib.ExitStack()
+
+    def complete_many(self, requests: list[dict], progress: bool = False) -> list[Any]:
+        from metaie_utils.llm import client as llm
+
+        if self.client is None and self.cache is not None:
+            hits = [self.cache.get(llm.request_key(self.model, r)) for r in requests]
+            if all(h is not None for h in hits):
+                self.replayed += len(hits)
+                return [llm.Completion(cached=True, **h) for h in hits]
+        if self.client is None:
+            self.client = self._stack.enter_context(
+                teacher_client(self.teacher, self.base_url, self.api_key_env, self.cache_path, **self.client_kw))
+        return self.client.complete_many(requests, progress=progress)
+
+    def close(self) -> None:
+        self._stack.close()
+        self.client = None
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+
 def icl_extractor(cfg: Any, support: list, dataset: Any) -> IclExtractor:
     """The ``llm-icl`` extractor for ``dataset``: the support set (examples or instances) as demonstrations,
-    the teacher ``cfg.icl_model`` (a local llama.cpp server unless ``cfg.icl_base_url`` is set)."""
-    import contextlib
-
+    the teacher ``cfg.teacher`` (a local llama.cpp server for ``local:<alias>``, else a model at ``cfg.base_url``
+    or the OpenAI API), started only when its cache (seeded from the shipped answers) lacks an answer."""
     instances = support if support and isinstance(support[0], Mapping) and "ner" in support[0] else \
         [inst for ex in support for inst in dataset.instances(ex)]
-    stack = contextlib.ExitStack()
-    cache = resolve(cfg.out_root) / "baselines" / "icl-cache.sqlite"
+    cache = icl_cache_path(cfg)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    client = stack.enter_context(teacher_client(cfg.teacher, cfg.base_url, cfg.api_key_env, cache))
+    seed_icl_cache(cfg)
+    client = LazyTeacher(cfg.teacher, cfg.base_url, cfg.api_key_env, cache)
 
     task = getattr(dataset, "task", "ner") or "ner"
 
     def complete(chats: list[list[dict]]) -> list[str | None]:
         return llm_complete(client, chats, prompt_version="icl-ner-v1" if task == "ner" else "icl-v1")
 
-    return IclExtractor(complete=complete, demos=demonstrations(instances), closer=stack.close, task=task,
+    return IclExtractor(complete=complete, demos=demonstrations(instances), closer=client.close, task=task,
                         fixed=fixed_labels(instances))
 
 
