@@ -179,7 +179,27 @@ def status() -> int:
     for s in g.get("sessions", []):
         print(f"session {s['start']} -> {s.get('end')}: {s.get('fine_tunes_added')} fine-tunes in {s.get('seconds')} s "
               f"({s.get('machine', {}).get('cpu')}, sets {s.get('sets')})")
+    print(remaining_line(seeds, inits, g.get("sessions", [])))
     return 0
+
+
+def remaining_line(seeds: dict, inits: list[str], sessions: list[dict]) -> str:
+    """How much of the grid is left for the initializations seen so far, and how long it takes at the latest
+    session's rate (its wall seconds per fine-tune, with its worker count)."""
+    import yaml
+
+    p = yaml.safe_load((ROOT / PARAMS).read_text()) if (ROOT / PARAMS).is_file() else {}
+    datasets, n_seeds = p.get("datasets") or sorted({d for d, _ in seeds}), int(p.get("fewshot_seeds") or 3)
+    planned = len(datasets) * len(inits) * n_seeds
+    done = sum(min(len(v), n_seeds) for (d, i), v in seeds.items() if d in datasets and i in inits)
+    line = f"{done} of {planned} fine-tunes done ({len(datasets)} datasets x {', '.join(inits)} x {n_seeds} seeds)"
+    rated = [s for s in sessions if (s.get("fine_tunes_added") or 0) > 0 and s.get("seconds")]
+    if rated and planned > done:
+        last = rated[-1]
+        per = last["seconds"] / last["fine_tunes_added"]
+        line += (f"; {planned - done} left, ~{(planned - done) * per / 3600:.1f} h at the latest session's rate "
+                 f"({per:.0f} s of wall time per fine-tune, {last.get('machine', {}).get('cores', '?')} cores)")
+    return line
 
 
 def run(sets: list[str], every: float, force: bool) -> int:

@@ -56,6 +56,18 @@ def test_export_then_restore_on_a_new_machine_with_the_same_meta_model(grid, cap
     assert "conll2003" in out and "session t0" in out
 
 
+def test_status_says_what_is_left_and_how_long_it_takes(grid, tmp_path):
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "cpu.yaml").write_text("datasets: [conll2003, conll04]\nfewshot_seeds: 3\n")
+    seeds = {("conll2003", "vanilla"): {"0", "1"}, ("conll2003", "metaie"): {"0"}, ("conll04", "vanilla"): {"0"}}
+    sessions = [{"start": "t0", "seconds": 1000, "fine_tunes_added": 10, "machine": {"cores": 1}},
+                {"start": "t1", "seconds": 900, "fine_tunes_added": 9, "machine": {"cores": 2}}]
+    line = grid.remaining_line(seeds, ["metaie", "vanilla"], sessions)
+    assert line.startswith("4 of 12 fine-tunes done (2 datasets x metaie, vanilla x 3 seeds)")
+    assert "8 left, ~0.2 h at the latest session's rate (100 s of wall time per fine-tune, 2 cores)" in line
+    assert "left" not in grid.remaining_line(seeds, ["metaie", "vanilla"], [])
+
+
 def test_restore_refuses_rows_of_another_meta_model_unless_forced(grid):
     _meta(grid, b"weights-A")
     grid.RUN.mkdir(parents=True)
