@@ -93,6 +93,15 @@ for res in results:
     for stem, fig in plots.figures_for(res, cfg.metric).items():
         save(fig, run.path(f"{res.name}/{stem}.png"))
         display(fig)
+    # each point against vanilla, paired over the same support sets and test sentences (issue 17, item 3)
+    intervals = ablations.sweep_intervals(res)
+    if len(intervals):
+        intervals.to_csv(run.path(f"{res.name}/intervals.csv"), index=False)
+        display(Markdown(f"{res.name}: each point − vanilla, F1 points with the 95% paired bootstrap interval"))
+        display(ablations.interval_table(intervals))
+        fig = plots.interval_figure(intervals, title=f"{res.name}: each point against vanilla")
+        save(fig, run.path(f"{res.name}/intervals.png"))
+        display(fig)
 
 # %%
 scores = pd.concat(all_scores, ignore_index=True) if all_scores else pd.DataFrame()

@@ -293,3 +293,53 @@ def test_cli_prints_tables(tmp_path, capsys):
     assert "== ds (data_size): 1/1 points finished, 0.5 min" in out and "20.00 ± 1.00" in out
     assert main(["ablations", "--out-root", str(tmp_path / "none"), "x"]) == 0
     assert "not recorded yet: x" in capsys.readouterr().out
+
+
+def _planted_run(d: Path, per_init: dict[str, list[int]], n: int = 40, seeds=(0, 1, 2)) -> None:
+    """results.csv + counts.jsonl of a stage-05 run: init -> the test sentences (of n, one gold span each)
+    it gets right (tp 1, pred 1) per seed; the others it misses (tp 0, pred 0)."""
+    from metaie_utils.core.stats import append_counts, counts_record
+
+    d.mkdir(parents=True, exist_ok=True)
+    lines = ["dataset,initialization,seed,subtask,f1,n_pred,n_test"]
+    for init, right in per_init.items():
+        for s in seeds:
+            hits = set(right)
+            cnt = [(1, 1, 1) if i in hits else (0, 0, 1) for i in range(n)]
+            tp = len(hits)
+            f1 = 2 * tp / (tp + n)
+            lines.append(f"conll2003,{init},{s},entity,{f1},{tp},{n}")
+            append_counts(d / "counts.jsonl", counts_record("conll2003", "entity", init, s, [f"t{i}" for i in range(n)], cnt))
+    (d / "results.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_sweep_intervals_pair_each_point_with_vanilla(tmp_path, capsys):
+    """Issue 17 item 3: every ablation point gets F1 mean ± std and a paired CI against vanilla; vanilla run
+    once (at the first point) serves the points that do not repeat it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from metaie_utils.plots import ablations as pab
+
+    fake_sweep(tmp_path, "ds", {"grid": {"max_sentences": [30, 1000, 0]}}, [
+        ({}, {"sentences": 30}, m05(20.0, 10.0)), ({}, {"sentences": 1000}, m05(40.0, 10.0)), ({}, {"sentences": 3000}, None)])
+    res = ab.read_sweep("ds", tmp_path)
+    runs = [Path(p) for p in res.points["dir_05_fewshot_eval"]]
+    _planted_run(runs[0], {"vanilla": list(range(10)), "metaie": list(range(10))})   # 30 sentences: same as vanilla
+    _planted_run(runs[1], {"metaie": list(range(30))})                                # 1,000: 20 more right, every seed
+    t = ab.sweep_intervals(res, n_boot=500)
+    assert list(t["label"]) == ["max_sentences=30", "max_sentences=1000"] and set(t["initialization"]) == {"metaie"}
+    same, more = t.iloc[0], t.iloc[1]
+    assert same["diff"] == 0 and same["diff_lo"] == 0 == same["diff_hi"]
+    assert more["diff"] > 20 and more["diff_lo"] > 0 and more["n_paired_seeds"] == 3
+    assert "vanilla from another point" in more["note"] and "vanilla from another point" not in str(same["note"])
+    assert round(more["f1"], 1) == round(100 * 2 * 30 / 70, 1) and more["f1_std"] == 0
+    table = ab.interval_table(t)
+    assert table.loc[("conll2003/entity", "metaie"), "max_sentences=1000"].startswith("85.7 ± 0.0 (+")
+    from metaie_utils.cli import main
+
+    assert main(["ablations", "--out-root", str(tmp_path), "ds"]) == 0
+    assert "each point − vanilla" in capsys.readouterr().out
+    fig = pab.interval_figure(t)
+    assert [tk.get_text() for tk in fig.axes[0].get_xticklabels()] == ["max_sentences=30", "max_sentences=1000"]
+    assert "no points" in pab.interval_figure(t.iloc[0:0]).axes[0].texts[0].get_text()

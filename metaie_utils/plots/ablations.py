@@ -136,6 +136,46 @@ def f1_per_task(scores: Any, metric: str = "f1", title: str = "Few-shot F1 per t
     return fig
 
 
+def interval_figure(df: Any, title: str | None = None):
+    """Dot-and-whisker plot of :func:`metaie_utils.ablations.sweep_intervals`: x = the sweep's points in
+    order, y = point − baseline (F1 points) with its paired CI, one colour per dataset / sub-task (and
+    initialization when there are several), a dashed line at 0. Rows without a difference are left out."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    if df is None or len(df) == 0 or "diff" not in df.columns:
+        return _empty("no points with results")
+    d = df[np.isfinite(df["diff"].astype(float))].copy()
+    if d.empty:
+        return _empty("no paired differences\n(counts.jsonl missing, or no baseline rows)")
+    several = d["initialization"].nunique() > 1
+    d["series"] = [f"{ds}/{sub}" + (f" ({i})" if several else "") for ds, sub, i in
+                   zip(d["dataset"], d["subtask"], d["initialization"])]
+    labels = list(dict.fromkeys(d["label"]))
+    series = list(dict.fromkeys(d["series"]))
+    palette = dict(zip(series, sns.color_palette("colorblind", len(series))))
+    width = 0.7 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(4.8, 1.2 * len(labels) + 2.5), 3.6))
+    for j, name in enumerate(series):
+        sub = d[d["series"] == name]
+        x = np.array([labels.index(lab) for lab in sub["label"]], dtype=float) - 0.35 + width * (j + 0.5)
+        y = sub["diff"].to_numpy(float)
+        err = np.vstack([y - sub["diff_lo"].to_numpy(float), sub["diff_hi"].to_numpy(float) - y])
+        ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o", capsize=3, color=palette[name], label=name,
+                    markersize=5, linewidth=1.3)
+    ax.axhline(0, color="0.3", linewidth=1, linestyle="--", zorder=0)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=20 if len(labels) > 4 else 0)
+    base = str(d["baseline"].iloc[0]) if "baseline" in d.columns else "baseline"
+    init = str(d["initialization"].iloc[0]) if not several else "point"
+    ax.set_ylabel(f"{init} − {base}, F1 points\n(95% paired CI)", fontsize=9)
+    ax.set_title(title or "each point against the baseline", fontsize=10)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    sns.despine(ax=ax)
+    fig.tight_layout()
+    return fig
+
+
 def figures_for(res: Any, metric: str = "f1") -> dict[str, Any]:
     """The figures of one sweep (a :class:`metaie_utils.ablations.SweepResults`), by file stem:
     every sweep gets ``per_task``; model-size sweeps add ``vs_params``; data-size sweeps ``vs_sentences``."""

@@ -714,6 +714,91 @@ def ablation_table(scores: Any, metric: str = "f1", group: str = "label") -> Any
 
 
 
+INTERVAL_COLUMNS = ["sweep", "label", "dataset", "subtask", "initialization", "n_seeds", "f1", "f1_std", "n_pred",
+                    "baseline", "diff", "diff_lo", "diff_hi", "p", "n_paired_seeds", "n_sentences", "n_collapsed", "note"]
+
+
+def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> Any:
+    """Each point of a sweep against ``baseline``, with a paired confidence interval: one row per point x
+    dataset x sub-task x initialization (all but ``baseline``), F1 mean ± std over few-shot seeds, and
+    ``diff`` = point − baseline (F1 points) with its ``level`` bootstrap CI over test sentences and seeds
+    (:func:`metaie_utils.core.stats.summary_table`).
+
+    Every finished point's stage-05 run is read (``results.csv``, ``counts.jsonl``). The baseline of a point
+    is its own run's rows when it has them (model size: a vanilla per backbone), else the first point's
+    that does (data size, label distribution: vanilla does not depend on the distilled data, so a sweep
+    may run it once). Pairs need the same seeds and test sentences, which the sweeps' shared ``set`` gives.
+    """
+    import pandas as pd
+
+    from metaie_utils.core.stats import read_counts, summary_table
+
+    def read(run_dir: Path) -> tuple[list[dict], list[dict]]:
+        import csv
+
+        f = run_dir / "results.csv"
+        if not f.is_file():
+            return [], []
+        with f.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        return rows, read_counts(run_dir / "counts.jsonl")
+
+    col = "dir_05_fewshot_eval"
+    runs = []
+    for _, pt in (res.points.iterrows() if len(res.points) and col in res.points.columns else []):
+        rows, counts = read(Path(pt[col]))
+        if rows:
+            runs.append((pt["label"], rows, counts))
+    shared = next(((r, c) for _, r, c in runs if any(x.get("initialization") == baseline for x in r)), ([], []))
+    out = []
+    for label, rows, counts in runs:
+        own = any(x.get("initialization") == baseline for x in rows)
+        base_rows, base_counts = ((rows, counts) if own else shared)
+        base_rows = [x for x in base_rows if x.get("initialization") == baseline]
+        base_counts = [x for x in base_counts if x.get("initialization") == baseline]
+        mine = [x for x in rows if x.get("initialization") != baseline]
+        my_counts = [x for x in counts if x.get("initialization") != baseline]
+        for init in dict.fromkeys(x.get("initialization") for x in mine):
+            df = summary_table([x for x in mine if x.get("initialization") == init] + base_rows,
+                               [x for x in my_counts if x.get("initialization") == init] + base_counts,
+                               reference=baseline, baselines=[init], n_boot=n_boot, seed=seed, level=level)
+            df = df[df["initialization"] == init].copy()
+            # summary_table gives baseline − point: turn it into point − baseline
+            df["diff"], df["diff_lo"], df["diff_hi"] = -df["diff"], -df["diff_hi"], -df["diff_lo"]
+            df["sweep"], df["label"], df["baseline"] = res.name, label, baseline if len(base_rows) else ""
+            if not own and base_rows:
+                df["note"] = [("; ".join(x for x in (str(n or ""), f"{baseline} from another point of the sweep") if x))
+                              for n in df["note"]]
+            out.append(df)
+    if not out:
+        return pd.DataFrame(columns=INTERVAL_COLUMNS)
+    t = pd.concat(out, ignore_index=True)
+    return t[[c for c in INTERVAL_COLUMNS if c in t.columns]]
+
+
+def interval_table(df: Any) -> Any:
+    """:func:`sweep_intervals` for reading: one row per dataset / sub-task, one column per point, cells
+    ``"F1 ± std (Δ [lo, hi])"`` with Δ the difference to the baseline."""
+    import math
+
+    import pandas as pd
+
+    if df is None or len(df) == 0:
+        return pd.DataFrame()
+
+    def cell(r) -> str:
+        f1 = f"{r['f1']:.1f}" + (f" ± {r['f1_std']:.1f}" if int(r.get("n_seeds") or 1) > 1 else "")
+        if r.get("diff") is None or (isinstance(r["diff"], float) and math.isnan(r["diff"])):
+            return f1
+        return f"{f1} ({r['diff']:+.1f} [{r['diff_lo']:+.1f}, {r['diff_hi']:+.1f}])"
+
+    d = df.assign(task=[f"{a}/{b}" for a, b in zip(df["dataset"], df["subtask"])], cell=[cell(r) for _, r in df.iterrows()])
+    order = list(dict.fromkeys(d["label"]))
+    t = d.pivot_table(index=["task", "initialization"], columns="label", values="cell", aggfunc="first", sort=False)
+    return t[[c for c in order if c in t.columns]]
+
+
 def points_table(res: SweepResults) -> Any:
     """The points of a sweep for display: run name, varied values, status, sizes and wall time."""
     cols = ["run_name", "status", *res.varied, "n_params", "n_sentences", "n_instances", "seconds"]
@@ -764,6 +849,10 @@ def _cmd_ablations(args: Any) -> int:
             if len(r.scores):
                 print()
                 print(ablation_table(r.scores, args.metric).to_string())
+                iv = sweep_intervals(r)
+                if len(iv):
+                    print(f"\neach point − vanilla, F1 points [95% paired bootstrap CI over test sentences and seeds]:")
+                    print(interval_table(iv).to_string())
     return 0
 
 
