@@ -40,6 +40,7 @@ from metaie_utils.stages import ablations
 from metaie_utils.stages.ablations import AblationConfig
 from metaie_utils.plots import save
 from metaie_utils.plots import ablations as plots
+from metaie_utils.core.paths import resolve
 from metaie_utils.core.runs import start_run
 
 # %% tags=["parameters"]
@@ -49,6 +50,7 @@ overwrite = False     # True replaces a finished run directory
 seed = 0              # any int (nothing random here)
 sweeps = []           # sweep names or spec paths, e.g. ["model_size_cpu", "params/sweeps/data_size_cpu.yaml"]; []: every recorded sweep
 metric = "f1"         # "f1" | "precision" | "recall"
+baseline_run = "cpu"  # the stage-05 run (<out_root>/05_fewshot_eval/NAME) whose vanilla pairs with sweeps that run none (empty: none)
 
 # %%
 cfg = AblationConfig.from_namespace(globals())
@@ -94,7 +96,8 @@ for res in results:
         save(fig, run.path(f"{res.name}/{stem}.png"))
         display(fig)
     # each point against vanilla, paired over the same support sets and test sentences (issue 17, item 3)
-    intervals = ablations.sweep_intervals(res)
+    baseline_run = resolve(cfg.out_root) / "05_fewshot_eval" / cfg.baseline_run if cfg.baseline_run else None
+    intervals = ablations.sweep_intervals(res, baseline_run=baseline_run)
     if len(intervals):
         intervals.to_csv(run.path(f"{res.name}/intervals.csv"), index=False)
         display(Markdown(f"{res.name}: each point − vanilla, F1 points with the 95% paired bootstrap interval"))

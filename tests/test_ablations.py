@@ -343,3 +343,17 @@ def test_sweep_intervals_pair_each_point_with_vanilla(tmp_path, capsys):
     fig = pab.interval_figure(t)
     assert [tk.get_text() for tk in fig.axes[0].get_xticklabels()] == ["max_sentences=30", "max_sentences=1000"]
     assert "no points" in pab.interval_figure(t.iloc[0:0]).axes[0].texts[0].get_text()
+
+
+def test_sweep_intervals_take_vanilla_from_the_grid_when_no_point_has_it(tmp_path):
+    fake_sweep(tmp_path, "ls", {"grid": {"label_subset": ["all", "top_k"]}}, [
+        ({}, {"sentences": 30}, m05(20.0, 10.0)), ({}, {"sentences": 30}, m05(30.0, 10.0))])
+    res = ab.read_sweep("ls", tmp_path)
+    runs = [Path(p) for p in res.points["dir_05_fewshot_eval"]]
+    _planted_run(runs[0], {"metaie": list(range(20))})
+    _planted_run(runs[1], {"metaie": list(range(10))})
+    assert ab.sweep_intervals(res, n_boot=100)["diff"].isna().all()  # no vanilla anywhere: F1 only, no difference
+    grid = tmp_path / "05_fewshot_eval" / "cpu"
+    _planted_run(grid, {"vanilla": list(range(10)), "metaie": list(range(25))})
+    t = ab.sweep_intervals(res, n_boot=100, baseline_run=grid)
+    assert list(t["diff"] > 0) == [True, False] and all("vanilla from cpu" in n for n in t["note"])

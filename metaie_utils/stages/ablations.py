@@ -420,6 +420,7 @@ class AblationConfig(StageConfig):
 
     sweeps: list[str] = Field(default_factory=list)  # sweep names or spec paths; [] = every sweep under <out_root>/sweeps
     metric: str = "f1"  # the few-shot score drawn: "f1" | "precision" | "recall"
+    baseline_run: str = "cpu"  # stage-05 run whose vanilla rows pair with sweeps that fine-tune no vanilla ("" = none)
 
     @field_validator("metric")
     @classmethod
@@ -719,7 +720,7 @@ INTERVAL_COLUMNS = ["sweep", "label", "dataset", "subtask", "initialization", "n
 
 
 def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 2000, seed: int = 0,
-                    level: float = 0.95) -> Any:
+                    level: float = 0.95, baseline_run: str | Path | None = None) -> Any:
     """Each point of a sweep against ``baseline``, with a paired confidence interval: one row per point x
     dataset x sub-task x initialization (all but ``baseline``), F1 mean ± std over few-shot seeds, and
     ``diff`` = point − baseline (F1 points) with its ``level`` bootstrap CI over test sentences and seeds
@@ -728,7 +729,10 @@ def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 
     Every finished point's stage-05 run is read (``results.csv``, ``counts.jsonl``). The baseline of a point
     is its own run's rows when it has them (model size: a vanilla per backbone), else the first point's
     that does (data size, label distribution: vanilla does not depend on the distilled data, so a sweep
-    may run it once). Pairs need the same seeds and test sentences, which the sweeps' shared ``set`` gives.
+    may run it once), else those of ``baseline_run`` (a stage-05 run directory: the CPU grid's vanilla,
+    same backbone, recipe, seeds and test sentences, so the ``*_cpu`` sweeps need not fine-tune it again).
+    Pairs need the same seeds and test sentences; a baseline fine-tuned under another recipe is named in
+    the row's note.
     """
     import pandas as pd
 
@@ -750,7 +754,12 @@ def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 
         rows, counts = read(Path(pt[col]))
         if rows:
             runs.append((pt["label"], rows, counts))
-    shared = next(((r, c) for _, r, c in runs if any(x.get("initialization") == baseline for x in r)), ([], []))
+    shared = next(((r, c) for _, r, c in runs if any(x.get("initialization") == baseline for x in r)), None)
+    shared_from = f"{baseline} from another point of the sweep"
+    if shared is None and baseline_run:
+        shared = read(Path(baseline_run))
+        shared_from = f"{baseline} from {Path(baseline_run).name}"
+    shared = shared or ([], [])
     out = []
     for label, rows, counts in runs:
         own = any(x.get("initialization") == baseline for x in rows)
@@ -767,9 +776,13 @@ def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 
             # summary_table gives baseline − point: turn it into point − baseline
             df["diff"], df["diff_lo"], df["diff_hi"] = -df["diff"], -df["diff_hi"], -df["diff_lo"]
             df["sweep"], df["label"], df["baseline"] = res.name, label, baseline if len(base_rows) else ""
-            if not own and base_rows:
-                df["note"] = [("; ".join(x for x in (str(n or ""), f"{baseline} from another point of the sweep") if x))
-                              for n in df["note"]]
+            extra = [shared_from] if not own and base_rows else []
+            recipes = ({x.get("recipe") for x in base_rows if x.get("recipe")},
+                       {x.get("recipe") for x in mine if x.get("initialization") == init and x.get("recipe")})
+            if all(recipes) and recipes[0] != recipes[1]:
+                extra.append(f"{baseline}'s recipe differs ({sorted(recipes[0])[0]} vs {sorted(recipes[1])[0]})")
+            if extra:
+                df["note"] = ["; ".join(x for x in (str(n or ""), *extra) if x) for n in df["note"]]
             out.append(df)
     if not out:
         return pd.DataFrame(columns=INTERVAL_COLUMNS)
