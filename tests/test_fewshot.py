@@ -904,3 +904,44 @@ def test_llm_icl_answers_ship_and_replay_without_starting_the_teacher(tmp_path, 
     distill_set = shipped.write(tmp_path / "distill.jsonl.gz", {"teacher": teacher, "prompt_version": "ner-icl-v1"}, [])
     with pytest.raises(shipped.UserError, match="not an answer set"):  # never mixed into a distillation set
         shipped.export_answers(tmp_path / "a" / "baselines" / "icl-cache.sqlite", distill_set, teacher)
+
+
+def test_a_few_shot_worker_dies_with_its_parent(tmp_path):
+    """A killed stage 05 (SIGTERM to the kernel) left its spawn workers fine-tuning for nobody; the worker
+    initializer now asks Linux to SIGTERM it when its parent dies."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "parent.py"  # a file, not -c: spawn re-imports the child's function from it
+    script.write_text(
+        "import multiprocessing as mp, os, time\n"
+        "from metaie_utils.core.device import die_with_parent\n"
+        "def child(p):\n"
+        "    die_with_parent()\n"
+        "    open(p, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        f"    mp.get_context('spawn').Process(target=child, args=({str(pid_file)!r},)).start()\n"
+        "    time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.time() + 60
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.time() < deadline, "the child never started"
+        time.sleep(0.2)
+    child = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        raise AssertionError("the child outlived its parent")

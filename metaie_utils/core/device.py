@@ -135,3 +135,21 @@ def machine_info() -> dict:
     except Exception:  # torch missing
         pass
     return info
+
+
+def die_with_parent() -> None:
+    """In a child process (Linux): receive SIGTERM when the parent dies, so a killed kernel or CLI never leaves an
+    orphan holding the CPU (a llama.cpp server, a few-shot worker still fine-tuning for a loop that is gone).
+    Elsewhere a no-op."""
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass

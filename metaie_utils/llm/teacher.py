@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from metaie_utils.core.device import die_with_parent
 from metaie_utils.core.errors import UserError
 
 
@@ -184,7 +185,7 @@ def local_teacher(
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
     try:
         waited = wait_ready(base_url, proc, log_path, startup_timeout)
         try:
@@ -220,18 +221,6 @@ def died_message(returncode: int | None, log_path: Path | None) -> str:
         head = (f"The local teacher server died (exit code {returncode}{', ' + name if name else ''}): out of memory "
                 "(SIGKILL) or a llama.cpp crash. Finished responses are in the cache: re-run to resume.")
     return f"{head}\nLast lines of {log_path}:\n{_tail(log_path)}"
-
-
-def _die_with_parent() -> None:
-    """In the server child (Linux): receive SIGTERM when the parent dies, so a killed kernel or CLI never
-    leaves an orphaned llama.cpp server holding the CPU."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def parse_teacher(teacher: str) -> tuple[str, str | None]:

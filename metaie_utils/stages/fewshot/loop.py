@@ -700,8 +700,13 @@ def _picklable(obj: Any) -> bool:
 
 
 def _init_worker(threads: int) -> None:
-    """A worker process of the few-shot loop: ``threads`` intra-op threads, so workers do not contend."""
+    """A worker process of the few-shot loop: ``threads`` intra-op threads, so workers do not contend; it dies
+    with its parent (a killed kernel left both workers fine-tuning for nobody)."""
     import os
+
+    from metaie_utils.core.device import die_with_parent
+
+    die_with_parent()
 
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[k] = str(threads)
