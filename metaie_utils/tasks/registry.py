@@ -30,7 +30,7 @@ from typing import Any
 from metaie_utils.core.errors import UserError
 from metaie_utils.core.metrics import prf
 from metaie_utils.core.paths import data_dir, data_file
-from metaie_utils.tasks import readers as R
+import metaie_utils.tasks.readers as R  # the submodule itself: `from metaie_utils.tasks import` would name the package, which imports this module
 from metaie_utils.tasks.absa import ABSADataset, ASTEDataset
 from metaie_utils.tasks.base import (
     Event,
