@@ -40,7 +40,6 @@ from metaie_utils.stages import ablations
 from metaie_utils.stages.ablations import AblationConfig
 from metaie_utils.plots import save
 from metaie_utils.plots import ablations as plots
-from metaie_utils.core.paths import resolve
 from metaie_utils.core.runs import start_run
 
 # %% tags=["parameters"]
@@ -96,7 +95,7 @@ for res in results:
         save(fig, run.path(f"{res.name}/{stem}.png"))
         display(fig)
     # each point against vanilla, paired over the same support sets and test sentences (issue 17, item 3)
-    baseline_run = resolve(cfg.out_root) / "05_fewshot_eval" / cfg.baseline_run if cfg.baseline_run else None
+    baseline_run = ablations.resolve_baseline_run(cfg.baseline_run, cfg.out_root)  # outputs/, else docs/results/
     intervals = ablations.sweep_intervals(res, baseline_run=baseline_run)
     if len(intervals):
         intervals.to_csv(run.path(f"{res.name}/intervals.csv"), index=False)

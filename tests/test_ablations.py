@@ -357,3 +357,55 @@ def test_sweep_intervals_take_vanilla_from_the_grid_when_no_point_has_it(tmp_pat
     _planted_run(grid, {"vanilla": list(range(10)), "metaie": list(range(25))})
     t = ab.sweep_intervals(res, n_boot=100, baseline_run=grid)
     assert list(t["diff"] > 0) == [True, False] and all("vanilla from cpu" in n for n in t["note"])
+
+
+def test_baseline_run_resolves_outputs_then_the_kept_copy(tmp_path, monkeypatch):
+    """The CPU grid's vanilla pairs with the *_cpu sweeps from outputs/, else from docs/results/<name>
+    (a new machine); a directory is taken as given; nothing found -> None, not an error."""
+    import metaie_utils.stages.ablations as mod
+
+    out = tmp_path / "outputs"
+    kept = tmp_path / "repo"
+    monkeypatch.setattr(mod, "resolve", lambda p: Path(p) if Path(p).is_absolute() else kept / p)
+    assert ab.resolve_baseline_run("", out) is None and ab.resolve_baseline_run("cpu", out) is None
+    _planted_run(kept / "docs" / "results" / "cpu", {"vanilla": [1]})
+    assert ab.resolve_baseline_run("cpu", out) == kept / "docs" / "results" / "cpu"
+    _planted_run(out / "05_fewshot_eval" / "cpu", {"vanilla": [1]})
+    assert ab.resolve_baseline_run("cpu", out) == out / "05_fewshot_eval" / "cpu"
+    assert ab.resolve_baseline_run(str(kept / "docs" / "results" / "cpu"), out) == kept / "docs" / "results" / "cpu"
+
+
+def test_export_sweep_reads_back_with_the_same_intervals(tmp_path, capsys):
+    """outputs/ may be gone next session: a kept sweep (no checkpoints) gives the same points, scores and
+    intervals as the original, the CLI reads it with --out-root, and re-exporting changes no byte."""
+    src, dest = tmp_path / "outputs", tmp_path / "kept"
+    fake_sweep(src, "ls", {"grid": {"label_subset": ["all", "top_k"]}}, [
+        ({}, {"sentences": 30}, m05(20.0, 10.0)), ({}, {"sentences": 30}, m05(30.0, 10.0))])
+    res = ab.read_sweep("ls", src)
+    runs = [Path(p) for p in res.points["dir_05_fewshot_eval"]]
+    _planted_run(runs[0], {"metaie": list(range(20))})
+    _planted_run(runs[1], {"metaie": list(range(10))})
+    (runs[0] / "model.safetensors").write_bytes(b"x" * 10)  # a checkpoint-sized file is not kept
+    grid = src / "05_fewshot_eval" / "cpu"
+    _planted_run(grid, {"vanilla": list(range(10)), "metaie": list(range(25))})
+    before = ab.sweep_intervals(res, n_boot=200, baseline_run=grid)
+
+    kept = ab.export_sweep("ls", dest, src, baseline_run=grid)
+    assert (kept / "sweep.json").is_file() and (kept / "intervals.csv").is_file()
+    assert not any(p.name == "model.safetensors" for p in dest.rglob("*"))
+    assert (dest / "05_fewshot_eval" / runs[0].name / "counts.jsonl.gz").is_file()
+    again = ab.read_sweep("ls", dest)
+    assert list(again.points["status"]) == ["finished", "finished"] and again.scores.equals(res.scores)
+    after = ab.sweep_intervals(again, n_boot=200, baseline_run=grid)
+    cols = ["label", "f1", "diff", "diff_lo", "diff_hi", "n_paired_seeds"]
+    assert after[cols].equals(before[cols]) and list(after["diff"] > 0) == [True, False]
+
+    snapshot = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    ab.export_sweep("ls", dest, src, baseline_run=grid)
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == snapshot
+
+    from metaie_utils.cli import main
+
+    assert main(["ablations", "--out-root", str(dest), "--baseline-run", str(grid), "ls"]) == 0
+    out = capsys.readouterr().out
+    assert "== ls (label_distribution): 2/2 points finished" in out and f"else {grid}" in out

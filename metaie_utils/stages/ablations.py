@@ -790,6 +790,63 @@ def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 
     return t[[c for c in INTERVAL_COLUMNS if c in t.columns]]
 
 
+def resolve_baseline_run(name: str | Path | None, out_root: str | Path = "outputs") -> Path | None:
+    """The stage-05 run whose vanilla rows pair with sweeps that fine-tune no vanilla (``baseline_run``).
+
+    ``name`` is a run name (``"cpu"``: ``<out_root>/05_fewshot_eval/cpu``) or a directory holding a
+    results.csv (e.g. the kept copy ``docs/results/cpu``). When the run is not under ``out_root`` (a new
+    machine, outputs/ gone) the kept copy ``docs/results/<name>`` is used if it exists. None when ``name`` is
+    empty or nothing is found (the intervals then have no difference column).
+    """
+    if not name:
+        return None
+    p = resolve(name)
+    if (p / "results.csv").is_file():
+        return p
+    for cand in (resolve(out_root) / "05_fewshot_eval" / str(name), resolve("docs/results") / str(name)):
+        if (cand / "results.csv").is_file():
+            return cand
+    return None
+
+
+EXPORT_FILES = ("metrics.json", "manifest.json", "results.csv", "notes.json")
+
+
+def export_sweep(name_or_path: str | Path, dest: str | Path, out_root: str | Path = "outputs",
+                 baseline_run: str | Path | None = "cpu") -> Path:
+    """Keep a sweep's results where outputs/ does not reach (``docs/results/ablations``): the same layout
+    as ``out_root`` (``sweeps/<name>/sweep.json``, ``<stage>/<run>/{metrics,manifest}.json``, stage 05's
+    results.csv and its per-sentence counts gzip'd), so ``read_sweep(name, dest)``, ``sweep_intervals`` and
+    ``python -m metaie_utils ablations --out-root DEST`` read it back unchanged. No checkpoint is copied.
+    ``<dest>/sweeps/<name>/intervals.csv`` holds the intervals against ``baseline_run`` as computed here.
+    Deterministic (gzip without a timestamp): re-exporting unchanged results changes no byte.
+    """
+    import gzip
+    import shutil
+
+    res = read_sweep(name_or_path, out_root)
+    src_root, dest = resolve(out_root), resolve(dest)
+    rec = sweep_record_path(name_or_path, out_root)
+    (dest / "sweeps" / res.name).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(rec, dest / "sweeps" / res.name / SWEEP_RECORD)
+    for col in [c for c in res.points.columns if c.startswith("dir_")] if len(res.points) else []:
+        for d in dict.fromkeys(res.points[col]):
+            d = Path(d)
+            if not d.is_dir():
+                continue
+            out = dest / d.relative_to(src_root)
+            out.mkdir(parents=True, exist_ok=True)
+            for f in EXPORT_FILES:
+                if (d / f).is_file():
+                    shutil.copyfile(d / f, out / f)
+            if (d / "counts.jsonl").is_file():
+                with (d / "counts.jsonl").open("rb") as src, gzip.GzipFile(out / "counts.jsonl.gz", "wb", mtime=0, compresslevel=9) as gz:
+                    shutil.copyfileobj(src, gz)
+    iv = sweep_intervals(read_sweep(res.name, dest), baseline_run=resolve_baseline_run(baseline_run, out_root))
+    iv.to_csv(dest / "sweeps" / res.name / "intervals.csv", index=False, float_format="%.4g")
+    return dest / "sweeps" / res.name
+
+
 def interval_table(df: Any) -> Any:
     """:func:`sweep_intervals` for reading: one row per dataset / sub-task, one column per point, cells
     ``"F1 ± std (Δ [lo, hi])"`` with Δ the difference to the baseline."""
@@ -862,10 +919,14 @@ def _cmd_ablations(args: Any) -> int:
             if len(r.scores):
                 print()
                 print(ablation_table(r.scores, args.metric).to_string())
-                iv = sweep_intervals(r)
+                base = resolve_baseline_run(args.baseline_run, args.out_root)
+                iv = sweep_intervals(r, baseline_run=base)
                 if len(iv):
-                    print(f"\neach point − vanilla, F1 points [95% paired bootstrap CI over test sentences and seeds]:")
+                    src = f"; vanilla from the point runs, else {base}" if base else ""
+                    print(f"\neach point − vanilla, F1 points [95% paired bootstrap CI over test sentences and seeds{src}]:")
                     print(interval_table(iv).to_string())
+            if args.export:
+                print(f"kept: {export_sweep(r.name, args.export, args.out_root, args.baseline_run)}")
     return 0
 
 
@@ -877,4 +938,11 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("sweeps", nargs="*", help="sweep names or spec paths (default: every recorded sweep)")
     p.add_argument("--out-root", default="outputs", help="outputs root holding sweeps/ (default: outputs)")
     p.add_argument("--metric", default="f1", choices=list(SCORE_METRICS))
+    p.add_argument("--baseline-run", default="cpu",
+                   help="stage-05 run (a name under <out-root>/05_fewshot_eval, or a directory with results.csv; "
+                        "docs/results/NAME when outputs/ lacks it) whose vanilla pairs with sweeps that run none "
+                        "(default: cpu, the CPU grid; '' = none)")
+    p.add_argument("--export", default="", metavar="DEST",
+                   help="also keep each sweep's results under DEST (e.g. docs/results/ablations), readable with "
+                        "--out-root DEST")
     p.set_defaults(func=_cmd_ablations)
