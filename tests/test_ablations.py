@@ -295,21 +295,22 @@ def test_cli_prints_tables(tmp_path, capsys):
     assert "not recorded yet: x" in capsys.readouterr().out
 
 
-def _planted_run(d: Path, per_init: dict[str, list[int]], n: int = 40, seeds=(0, 1, 2)) -> None:
-    """results.csv + counts.jsonl of a stage-05 run: init -> the test sentences (of n, one gold span each)
-    it gets right (tp 1, pred 1) per seed; the others it misses (tp 0, pred 0)."""
+def _planted_run(d: Path, per_init: dict[str, list[int]], n: int = 40, seeds=(0, 1, 2), dataset: str = "conll2003") -> None:
+    """results.csv + counts.jsonl of a stage-05 run (appended to when it exists): init -> the test sentences
+    (of n, one gold span each) it gets right (tp 1, pred 1) per seed; the others it misses (tp 0, pred 0)."""
     from metaie_utils.core.stats import append_counts, counts_record
 
     d.mkdir(parents=True, exist_ok=True)
-    lines = ["dataset,initialization,seed,subtask,f1,n_pred,n_test"]
+    old = (d / "results.csv").read_text().splitlines() if (d / "results.csv").is_file() else []
+    lines = old or ["dataset,initialization,seed,subtask,f1,n_pred,n_test"]
     for init, right in per_init.items():
         for s in seeds:
             hits = set(right)
             cnt = [(1, 1, 1) if i in hits else (0, 0, 1) for i in range(n)]
             tp = len(hits)
             f1 = 2 * tp / (tp + n)
-            lines.append(f"conll2003,{init},{s},entity,{f1},{tp},{n}")
-            append_counts(d / "counts.jsonl", counts_record("conll2003", "entity", init, s, [f"t{i}" for i in range(n)], cnt))
+            lines.append(f"{dataset},{init},{s},entity,{f1},{tp},{n}")
+            append_counts(d / "counts.jsonl", counts_record(dataset, "entity", init, s, [f"t{i}" for i in range(n)], cnt))
     (d / "results.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -355,8 +356,10 @@ def test_sweep_intervals_take_vanilla_from_the_grid_when_no_point_has_it(tmp_pat
     assert ab.sweep_intervals(res, n_boot=100)["diff"].isna().all()  # no vanilla anywhere: F1 only, no difference
     grid = tmp_path / "05_fewshot_eval" / "cpu"
     _planted_run(grid, {"vanilla": list(range(10)), "metaie": list(range(25))})
+    _planted_run(grid, {"vanilla": list(range(5))}, dataset="wnut17")  # a dataset the sweep did not evaluate
     t = ab.sweep_intervals(res, n_boot=100, baseline_run=grid)
     assert list(t["diff"] > 0) == [True, False] and all("vanilla from cpu" in n for n in t["note"])
+    assert set(t["dataset"]) == {"conll2003"}  # no empty rows for the grid's other datasets
 
 
 def test_baseline_run_resolves_outputs_then_the_kept_copy(tmp_path, monkeypatch):

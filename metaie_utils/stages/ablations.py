@@ -769,8 +769,11 @@ def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 
         mine = [x for x in rows if x.get("initialization") != baseline]
         my_counts = [x for x in counts if x.get("initialization") != baseline]
         for init in dict.fromkeys(x.get("initialization") for x in mine):
-            df = summary_table([x for x in mine if x.get("initialization") == init] + base_rows,
-                               [x for x in my_counts if x.get("initialization") == init] + base_counts,
+            # only the datasets this point evaluated (the grid's vanilla covers all 14)
+            ds = {x.get("dataset") for x in mine if x.get("initialization") == init}
+            df = summary_table([x for x in mine if x.get("initialization") == init] + [x for x in base_rows if x.get("dataset") in ds],
+                               [x for x in my_counts if x.get("initialization") == init]
+                               + [x for x in base_counts if x.get("dataset") in ds],
                                reference=baseline, baselines=[init], n_boot=n_boot, seed=seed, level=level)
             df = df[df["initialization"] == init].copy()
             # summary_table gives baseline − point: turn it into point − baseline
@@ -919,12 +922,13 @@ def _cmd_ablations(args: Any) -> int:
             if len(r.scores):
                 print()
                 print(ablation_table(r.scores, args.metric).to_string())
-                base = resolve_baseline_run(args.baseline_run, args.out_root)
-                iv = sweep_intervals(r, baseline_run=base)
-                if len(iv):
-                    src = f"; vanilla from the point runs, else {base}" if base else ""
-                    print(f"\neach point − vanilla, F1 points [95% paired bootstrap CI over test sentences and seeds{src}]:")
-                    print(interval_table(iv).to_string())
+            # from each point's results.csv, so a point still running shows the seeds it has finished
+            base = resolve_baseline_run(args.baseline_run, args.out_root)
+            iv = sweep_intervals(r, baseline_run=base)
+            if len(iv):
+                src = f"; vanilla from the point runs, else {base}" if base else ""
+                print(f"\neach point − vanilla, F1 points [95% paired bootstrap CI over test sentences and seeds{src}]:")
+                print(interval_table(iv).to_string())
             if args.export:
                 print(f"kept: {export_sweep(r.name, args.export, args.out_root, args.baseline_run)}")
     return 0
