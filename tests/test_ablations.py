@@ -381,6 +381,9 @@ def test_baseline_run_resolves_outputs_then_the_kept_copy(tmp_path, monkeypatch)
 def test_export_sweep_reads_back_with_the_same_intervals(tmp_path, capsys):
     """outputs/ may be gone next session: a kept sweep (no checkpoints) gives the same points, scores and
     intervals as the original, the CLI reads it with --out-root, and re-exporting changes no byte."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     src, dest = tmp_path / "outputs", tmp_path / "kept"
     fake_sweep(src, "ls", {"grid": {"label_subset": ["all", "top_k"]}}, [
         ({}, {"sentences": 30}, m05(20.0, 10.0)), ({}, {"sentences": 30}, m05(30.0, 10.0))])
@@ -394,7 +397,7 @@ def test_export_sweep_reads_back_with_the_same_intervals(tmp_path, capsys):
     before = ab.sweep_intervals(res, n_boot=200, baseline_run=grid)
 
     kept = ab.export_sweep("ls", dest, src, baseline_run=grid)
-    assert (kept / "sweep.json").is_file() and (kept / "intervals.csv").is_file()
+    assert all((kept / f).is_file() for f in ("sweep.json", "intervals.csv", "intervals.png"))
     assert not any(p.name == "model.safetensors" for p in dest.rglob("*"))
     assert (dest / "05_fewshot_eval" / runs[0].name / "counts.jsonl.gz").is_file()
     again = ab.read_sweep("ls", dest)

@@ -821,7 +821,8 @@ def export_sweep(name_or_path: str | Path, dest: str | Path, out_root: str | Pat
     as ``out_root`` (``sweeps/<name>/sweep.json``, ``<stage>/<run>/{metrics,manifest}.json``, stage 05's
     results.csv and its per-sentence counts gzip'd), so ``read_sweep(name, dest)``, ``sweep_intervals`` and
     ``python -m metaie_utils ablations --out-root DEST`` read it back unchanged. No checkpoint is copied.
-    ``<dest>/sweeps/<name>/intervals.csv`` holds the intervals against ``baseline_run`` as computed here.
+    ``<dest>/sweeps/<name>/intervals.csv`` and ``intervals.png`` hold the intervals against ``baseline_run``
+    as computed here.
     Deterministic (gzip without a timestamp): re-exporting unchanged results changes no byte.
     """
     import gzip
@@ -847,6 +848,15 @@ def export_sweep(name_or_path: str | Path, dest: str | Path, out_root: str | Pat
                     shutil.copyfileobj(src, gz)
     iv = sweep_intervals(read_sweep(res.name, dest), baseline_run=resolve_baseline_run(baseline_run, out_root))
     iv.to_csv(dest / "sweeps" / res.name / "intervals.csv", index=False, float_format="%.4g")
+    if len(iv):
+        import matplotlib.pyplot as plt
+
+        from metaie_utils.plots import save
+        from metaie_utils.plots.ablations import interval_figure
+
+        fig = interval_figure(iv, title=f"{res.name}: each point against vanilla")
+        save(fig, dest / "sweeps" / res.name / "intervals.png")
+        plt.close(fig)
     return dest / "sweeps" / res.name
 
 
