@@ -415,3 +415,25 @@ def test_export_sweep_reads_back_with_the_same_intervals(tmp_path, capsys):
     assert main(["ablations", "--out-root", str(dest), "--baseline-run", str(grid), "ls"]) == 0
     out = capsys.readouterr().out
     assert "== ls (label_distribution): 2/2 points finished" in out and f"else {grid}" in out
+
+
+def test_point_differences_pair_two_points_of_a_sweep(tmp_path, capsys):
+    """'NER types beat all labels' is decided between two points, paired on the same sentences and seeds,
+    not by comparing their two intervals against vanilla."""
+    fake_sweep(tmp_path, "ls", {"grid": {"label_subset": ["all", "top_k", "ner_types"]}}, [
+        ({}, {"sentences": 30}, m05(20.0, 10.0)), ({}, {"sentences": 30}, m05(30.0, 10.0)), ({}, {"sentences": 30}, None)])
+    res = ab.read_sweep("ls", tmp_path)
+    runs = [Path(p) for p in res.points["dir_05_fewshot_eval"]]
+    _planted_run(runs[0], {"metaie": list(range(10)), "vanilla": list(range(12))})
+    _planted_run(runs[1], {"metaie": list(range(25))})   # 15 more sentences right than "all", every seed
+    t = ab.point_differences(res, "label_subset=all", n_boot=300)
+    assert list(t["label"]) == ["label_subset=top_k"] and t.iloc[0]["baseline"] == "label_subset=all"
+    assert t.iloc[0]["diff"] > 15 and t.iloc[0]["diff_lo"] > 0 and t.iloc[0]["n_paired_seeds"] == 3
+    same = ab.point_differences(res, "label_subset=top_k", n_boot=300)
+    assert same.iloc[0]["diff"] < 0 and same.iloc[0]["diff_hi"] < 0       # the sign follows the reference
+    with pytest.raises(ab.SweepSpecError, match="label_subset=ner_types.*no results"):
+        ab.point_differences(res, "label_subset=ner_types")             # a point without a finished run
+    from metaie_utils.cli import main
+
+    assert main(["ablations", "--out-root", str(tmp_path), "--baseline-run", "", "--versus", "label_subset=all", "ls"]) == 0
+    assert "each point − label_subset=all (metaie)" in capsys.readouterr().out

@@ -719,6 +719,63 @@ INTERVAL_COLUMNS = ["sweep", "label", "dataset", "subtask", "initialization", "n
                     "baseline", "diff", "diff_lo", "diff_hi", "p", "n_paired_seeds", "n_sentences", "n_collapsed", "note"]
 
 
+def _read_run(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """A stage-05 run's results.csv rows and per-sentence counts (``[], []`` when it has none yet)."""
+    import csv
+
+    from metaie_utils.core.stats import read_counts
+
+    f = Path(run_dir) / "results.csv"
+    if not f.is_file():
+        return [], []
+    with f.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return rows, read_counts(Path(run_dir) / "counts.jsonl")
+
+
+def _point_runs(res: SweepResults) -> list[tuple[str, list[dict], list[dict]]]:
+    """(label, results rows, counts) of every point whose stage-05 run has rows, in the sweep's order."""
+    col = "dir_05_fewshot_eval"
+    runs = []
+    for _, pt in (res.points.iterrows() if len(res.points) and col in res.points.columns else []):
+        rows, counts = _read_run(Path(pt[col]))
+        if rows:
+            runs.append((pt["label"], rows, counts))
+    return runs
+
+
+def point_differences(res: SweepResults, reference: str, initialization: str = "metaie", n_boot: int = 2000,
+                      seed: int = 0, level: float = 0.95) -> Any:
+    """Each point of a sweep against another point of it (``reference``, a point label such as
+    ``"label_subset=all"``): ``diff`` = point − reference in F1 points for ``initialization``, with its
+    ``level`` paired bootstrap CI over test sentences and seeds (the points share support sets and test
+    sentences). This is what decides "A beats B" between two points; :func:`sweep_intervals` only says
+    how each compares with vanilla. Columns as :func:`sweep_intervals`, ``baseline`` = ``reference``.
+    """
+    import pandas as pd
+
+    from metaie_utils.core.stats import summary_table
+
+    runs = _point_runs(res)
+    labels = [lab for lab, *_ in runs]
+    if reference not in labels:
+        raise SweepSpecError(f"reference point {reference!r} has no results in sweep {res.name!r}; "
+                             f"points with results: {labels or 'none'}.")
+    rows, counts = [], []
+    for lab, r, c in runs:
+        rows += [{**x, "initialization": lab} for x in r if x.get("initialization") == initialization]
+        counts += [{**x, "initialization": lab} for x in c if x.get("initialization") == initialization]
+    others = [lab for lab in labels if lab != reference]
+    if not others or not rows:
+        return pd.DataFrame(columns=INTERVAL_COLUMNS)
+    df = summary_table(rows, counts, reference=reference, baselines=others, n_boot=n_boot, seed=seed, level=level)
+    df = df[df["initialization"] != reference].copy()
+    df["diff"], df["diff_lo"], df["diff_hi"] = -df["diff"], -df["diff_hi"], -df["diff_lo"]
+    df["sweep"], df["label"], df["baseline"] = res.name, df["initialization"], reference
+    df["initialization"] = initialization
+    return df[[c for c in INTERVAL_COLUMNS if c in df.columns]].reset_index(drop=True)
+
+
 def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 2000, seed: int = 0,
                     level: float = 0.95, baseline_run: str | Path | None = None) -> Any:
     """Each point of a sweep against ``baseline``, with a paired confidence interval: one row per point x
@@ -736,24 +793,10 @@ def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 
     """
     import pandas as pd
 
-    from metaie_utils.core.stats import read_counts, summary_table
+    from metaie_utils.core.stats import summary_table
 
-    def read(run_dir: Path) -> tuple[list[dict], list[dict]]:
-        import csv
-
-        f = run_dir / "results.csv"
-        if not f.is_file():
-            return [], []
-        with f.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        return rows, read_counts(run_dir / "counts.jsonl")
-
-    col = "dir_05_fewshot_eval"
-    runs = []
-    for _, pt in (res.points.iterrows() if len(res.points) and col in res.points.columns else []):
-        rows, counts = read(Path(pt[col]))
-        if rows:
-            runs.append((pt["label"], rows, counts))
+    read = _read_run
+    runs = _point_runs(res)
     shared = next(((r, c) for _, r, c in runs if any(x.get("initialization") == baseline for x in r)), None)
     shared_from = f"{baseline} from another point of the sweep"
     if shared is None and baseline_run:
@@ -939,6 +982,11 @@ def _cmd_ablations(args: Any) -> int:
                 src = f"; vanilla from the point runs, else {base}" if base else ""
                 print(f"\neach point − vanilla, F1 points [95% paired bootstrap CI over test sentences and seeds{src}]:")
                 print(interval_table(iv).to_string())
+            if args.versus:
+                pdiff = point_differences(r, args.versus)
+                if len(pdiff):
+                    print(f"\neach point − {args.versus} (metaie), F1 points [95% paired bootstrap CI]:")
+                    print(interval_table(pdiff).to_string())
             if args.export:
                 print(f"kept: {export_sweep(r.name, args.export, args.out_root, args.baseline_run)}")
     return 0
@@ -956,6 +1004,8 @@ def register_cli(subparsers: Any) -> None:
                    help="stage-05 run (a name under <out-root>/05_fewshot_eval, or a directory with results.csv; "
                         "docs/results/NAME when outputs/ lacks it) whose vanilla pairs with sweeps that run none "
                         "(default: cpu, the CPU grid; '' = none)")
+    p.add_argument("--versus", default="", metavar="LABEL",
+                   help="also compare each point with the point LABEL (e.g. 'label_subset=all'), paired")
     p.add_argument("--export", default="", metavar="DEST",
                    help="also keep each sweep's results under DEST (e.g. docs/results/ablations), readable with "
                         "--out-root DEST")
