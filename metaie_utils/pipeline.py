@@ -197,14 +197,21 @@ def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_
     return nb_out
 
 
-def _check_same_params(stage: str, run_dir: Path, stage_params_: Mapping[str, Any]) -> None:
+def _check_same_params(stage: str, run_dir: Path, stage_params_: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Refuse to skip a finished stage whose recorded params differ from the ones asked for now.
 
-    Without this, ``run --run-name X`` with other params would silently reuse X's stale results.
+    Without this, ``run --run-name X`` with other params would silently reuse X's stale results. The one
+    exception: when every difference asks for more of a list the stage declares ``extendable`` (stage 05's
+    datasets and initializations: the recorded list a subset of the asked one), the differences are
+    returned and the caller extends the run (its finished work is kept; only the missing part runs).
     """
     from metaie_utils.stages.ablations import param_diff
 
     bad = param_diff(run_dir, {k: v for k, v in stage_params_.items() if k not in ("overwrite", "run_name")})
+    ext = getattr(stage_class(stage), "extendable", ())
+    if bad and all(k in ext and isinstance(a, list) and isinstance(b, list) and set(a) <= set(b)
+                   for k, (a, b) in bad.items()):
+        return bad
     if bad:
         detail = ", ".join(f"{k}: recorded {a!r}, asked {b!r}" for k, (a, b) in bad.items())
         raise StageFailed(
@@ -227,9 +234,13 @@ def run_pipeline(
     for stage, p, d in plan(params, stages, reuse):
         dirs[stage] = d
         if is_finished(d) and not overwrite:
-            _check_same_params(stage, d, p)
-            print(f"[run] {stage}: finished earlier, skipped ({_rel(d)})", flush=True)
-            continue
+            more = _check_same_params(stage, d, p)
+            if not more:
+                print(f"[run] {stage}: finished earlier, skipped ({_rel(d)})", flush=True)
+                continue
+            added = "; ".join(f"{k} + {[x for x in b if x not in a]}" for k, (a, b) in more.items())
+            print(f"[run] {stage}: extending the finished run {_rel(d)} ({added}); its finished work is kept", flush=True)
+            p = {**p, "overwrite": True}  # reopens the run directory (start_run); results.csv is kept
         for param, up in stage_class(stage).upstream.items():  # e.g. --stages 05 without --reuse: meta_model is ''
             same = run_dir_for(up, params["run_name"], params.get("out_root", "outputs"))
             if not p.get(param) and is_finished(same):

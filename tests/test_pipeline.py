@@ -67,6 +67,38 @@ def test_finished_stage_with_other_params_is_refused_not_reused(tmp_path, monkey
     assert pipeline.run_pipeline(params, ["01_sample_corpus"]) == {"01_sample_corpus": d}  # same params: skipped
 
 
+def test_a_finished_fewshot_run_asked_for_more_initializations_is_extended(tmp_path, monkeypatch, capsys):
+    """Adding llm-icl to the finished CPU grid (the README's instruction) reopens stage 05 with its finished
+    fine-tunes kept, instead of refusing; fewshot_workers is how it runs, not what; a different (not larger)
+    list is still refused."""
+    from metaie_utils.core.params import load_params
+    from metaie_utils.core.runs import run_dir_for
+
+    d = run_dir_for("05_fewshot_eval", "x", str(tmp_path))
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text("{}")
+    (d / "results.csv").write_text("dataset,initialization,seed,subtask,f1\nconll2003,vanilla,0,entity,0.3\n")
+    rec = load_params([], {"run_name": "x", "out_root": str(tmp_path), "initializations": ["vanilla", "metaie"]})
+    rec = {k: rec[k] for k in ("initializations", "datasets", "fewshot_workers", "seed", "fewshot_lr")}
+    (d / "manifest.json").write_text(json.dumps({"params": rec}))
+    ran = []
+    monkeypatch.setattr(pipeline, "execute_stage", lambda stage, p, run_dir, **k: ran.append(p))
+
+    def ask(**over):
+        return load_params([], {"run_name": "x", "out_root": str(tmp_path), **over})
+
+    pipeline.run_pipeline(ask(initializations=["vanilla", "metaie"], fewshot_workers=rec["fewshot_workers"] + 3),
+                          ["05_fewshot_eval"])
+    assert ran == [] and "finished earlier, skipped" in capsys.readouterr().out
+    pipeline.run_pipeline(ask(initializations=["vanilla", "metaie", "llm-icl"]), ["05_fewshot_eval"])
+    assert len(ran) == 1 and ran[0]["overwrite"] is True and ran[0]["initializations"][-1] == "llm-icl"
+    assert "extending the finished run" in capsys.readouterr().out and (d / "results.csv").is_file()
+    with pytest.raises(pipeline.StageFailed, match="initializations: recorded"):
+        pipeline.run_pipeline(ask(initializations=["vanilla", "llm-icl"]), ["05_fewshot_eval"])
+    with pytest.raises(pipeline.StageFailed, match="fewshot_lr: recorded"):
+        pipeline.run_pipeline(ask(initializations=["vanilla", "metaie", "llm-icl"], fewshot_lr=1.0), ["05_fewshot_eval"])
+
+
 def test_keys_unused_by_the_recorded_run_do_not_count_as_differences(tmp_path):
     """protocol_lr changed, but neither the finished run nor the new request runs the protocol: same run."""
     from metaie_utils.stages.ablations import param_diff

@@ -356,7 +356,13 @@ INERT_WHEN: dict[str, tuple[str, Any]] = {
 }
 
 
+# Keys that say how a run executes, not what it computes: never a difference between two runs.
+EXECUTION_KEYS = frozenset({"fewshot_workers"})
+
+
 def _inert(key: str, recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    if key in EXECUTION_KEYS:
+        return True
     if key not in INERT_WHEN:
         return False
     switch, is_off = INERT_WHEN[key]

@@ -76,6 +76,9 @@ class EvalConfig(StageConfig):
     stage: ClassVar[str] = "05_fewshot_eval"
     metrics_keys: ClassVar[tuple[str, ...]] = ("rows", "datasets", "initializations", "scores")
     upstream: ClassVar[dict[str, str]] = {"meta_model": "04_train_meta_model"}
+    # a finished run asked again with more of these (a superset) is extended, not refused: results.csv keeps
+    # every finished fine-tune and the loop runs only the missing ones (e.g. llm-icl added to the CPU grid)
+    extendable: ClassVar[tuple[str, ...]] = ("datasets", "initializations")
 
     meta_model: str = ""  # 04 run dir (its model/), a checkpoint path or Hub name; "" = skip metaie
     datasets: list[str] = ["conll2003", "conll04", "casie", "qasrl", "absa-14res", "aste-14res"]  # names of tasks.DATASETS (or aliases); conll2003-authors = the authors' fixed 5-shot set
