@@ -65,10 +65,15 @@ def answer(messages: list[dict]) -> str:
     if first_user.startswith("Extract all named entities"):  # ner-v1 (the ner-distill baseline)
         sentence = users[-1].split("\n", 1)[-1]
         return "\n".join(f"- Person: {s}" for k, s in spans_of(sentence) if k == "cap") or "- none"
-    m = re.search(r"from the user's sentence: (.+?)\. Answer", system)  # llm-icl
+    m = re.search(r"from the user's sentence: (.+?)\. Answer", system)  # llm-icl, NER (icl-ner-v1)
+    last = users[-1] if users else ""
+    if not m and "\nQueries: " in last:  # llm-icl, every other task (icl-v2): the queries end the last message
+        sentence, queries = last.rsplit("\nQueries: ", 1)
+        m = re.match(r"(.+)", queries)
+    else:
+        sentence = last
     if m:
         types = [t.strip() for t in re.split(r"[,;]", m.group(1)) if t.strip()]
-        sentence = users[-1] if users else ""
         return "\n".join(f"- {types[0]}: {s}" for k, s in spans_of(sentence) if k == "cap") or "- none"
     return "- none"
 

@@ -176,7 +176,7 @@ def test_results_cover_conll2003_authors_and_every_initialization(paper_run):
     assert {r["initialization"] for r in rows if r["dataset"] == "conll04"} == set(inits)
     icl = {r["subtask"]: r for r in rows if r["dataset"] == "conll04" and r["initialization"] == "llm-icl"}
     assert {"entity", "relation", "relation@gold"} <= set(icl) and icl["entity"]["n_test"] == "4"
-    assert any("queries from the user's sentence" in r["messages"][0]["content"] for r in paper_run["teacher"].requests)
+    assert any("\nQueries: " in r["messages"][-1]["content"] for r in paper_run["teacher"].requests)  # icl-v2
     sup = json.loads((d / "support" / "conll04" / "seed0.json").read_text())
     assert sup["sampler"] == "per-type"
     assert (d / "summary.csv").is_file()

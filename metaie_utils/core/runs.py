@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from metaie_utils.core.device import machine_info, pick_device, seed_everything
+from metaie_utils.core.io import atomic_write_text
 from metaie_utils.core.params import StageConfig
 from metaie_utils.core.paths import REPO_ROOT, resolve
 
@@ -86,10 +87,7 @@ def read_json(path: Path) -> Any:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 @dataclass

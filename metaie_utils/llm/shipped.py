@@ -345,6 +345,8 @@ def export_answers(cache_path: str | Path, out: str | Path, teacher: str, made_b
             "prompt_versions": dict(sorted(by_prompt.items())),
             "started": _iso(min(created)) if created else None, "updated": _iso(max(created)) if created else None,
             "made_by": made_by or (old.provenance.get("made_by", "") if old else "")}
+    if old is not None and old.provenance.get("retired"):  # prompt versions dropped from the set, and why
+        prov["retired"] = old.provenance["retired"]
     return write(out, prov, [rows[k] for k in sorted(rows)])
 
 

@@ -416,18 +416,25 @@ def demonstrations(instances: Iterable[Mapping[str, Any]]) -> list[tuple[list[st
     return [(list(k), v) for k, v in by_sent.items()]
 
 
+ICL_PROMPT_VERSIONS = {"ner": "icl-ner-v1", "other": "icl-v2"}  # the cache keys of llm-icl answers (per prompt)
+
+
 def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tuple[list[str], list[tuple[str, str]]]],
                  max_words: int = ICL_MAX_PROMPT_WORDS, task: str = "ner",
                  fixed_labels: frozenset[str] | None = None) -> list[dict[str, str]]:
     """The few-shot chat: an instruction, one (user sentence, assistant answer) turn per demonstration, then
     the query sentence as the last user message. Demonstrations beyond ``max_words`` are dropped.
 
-    NER asks for "entities of these types". Every other task asks the student's own queries (entity types,
-    ``Tom births in``, ``Event trigger``, ``Argument for Trigger "hacked"``, ``Positive opinion term``, ...),
-    one stage at a time, as the multi-stage decoders drive them. A demonstration shows its answers to the
-    queries asked when they are among its labels (a first stage: types shared by every sentence); otherwise
-    (a second stage, whose queries name the sentence's own anchors) it shows its own second-stage answers,
-    the labels outside ``fixed_labels``, as worked examples of the query format.
+    NER (``icl-ner-v1``) asks for "entities of these types". Every other task (``icl-v2``) asks the student's
+    own queries (entity types, ``Tom births in``, ``Event trigger``, ``Argument for Trigger "hacked"``,
+    ``Positive opinion term``, ...), one stage at a time, as the multi-stage decoders drive them; each user turn
+    is the sentence, then a ``Queries:`` line. A demonstration shows its answers to the queries asked when they
+    are among its labels (a first stage: types shared by every sentence); otherwise (a second stage, whose
+    queries name the sentence's own anchors) it shows its own second-stage answers, the labels outside
+    ``fixed_labels``, as worked examples of the query format. The system prompt and the demonstrations do not
+    depend on the queried sentence's second-stage queries, so every prompt of one stage shares its prefix: a
+    llama.cpp server re-reads only the last message (icl-v1 named the queries in the system prompt, so each
+    second-stage prompt, ~1,900 tokens, was read whole: ~11 s a prompt on one core).
 
     >>> for m in icl_messages(["Tom", "runs"], ["Person"], [(["Ann", "sings"], [("Person", "Ann")])]):
     ...     print(m["role"], "|", m["content"])
@@ -437,28 +444,40 @@ def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tu
     user | Tom runs
     >>> demos = [(["Ann", "lives", "in", "Rome"], [("Person", "Ann"), ("Location", "Rome"), ("Ann lives in", "Rome")])]
     >>> m = icl_messages(["Tom", "lives", "in", "Oslo"], ["Tom lives in"], demos, task="re", fixed_labels=frozenset({"Person", "Location"}))
-    >>> print(m[0]["content"][:83]); print(m[2]["content"])
-    Extract the spans that answer these queries from the user's sentence: Tom lives in.
-    - Ann lives in: Rome
+    >>> for x in m[1:]:
+    ...     print(x["role"], "|", x["content"].replace(chr(10), " / "))
+    user | Ann lives in Rome / Queries: Ann lives in
+    assistant | - Ann lives in: Rome
+    user | Tom lives in Oslo / Queries: Tom lives in
     """
     if task == "ner":
         system = (f"Extract the entities of these types from the user's sentence: {', '.join(labels)}. Answer one entity per "
                   f'line as "- <type>: <span>", copying the span from the sentence; answer "- none" when there is none.')
     else:
-        system = (f"Extract the spans that answer these queries from the user's sentence: {'; '.join(labels)}. Answer one "
-                  f'span per line as "- <query>: <span>", copying the span from the sentence; answer "- none" when there is none.')
+        system = ("The user gives a sentence, then a line of queries separated by semicolons. Extract the spans of the "
+                  'sentence that answer each query. Answer one span per line as "- <query>: <span>", copying the query '
+                  'and the span from the message; answer "- none" when no query has an answer.')
     msgs = [{"role": "system", "content": system}]
     asked, fixed = set(labels), fixed_labels or frozenset()
     first_stage = task == "ner" or any(lab in fixed for lab in asked) or not fixed
-    budget = max_words - len(words)
+
+    def turn(ws: Sequence[str], queries: Sequence[str]) -> str:
+        return " ".join(ws) if task == "ner" else " ".join(ws) + "\nQueries: " + ("; ".join(queries) or "-")
+
+    def n_words(ws: Sequence[str], queries: Sequence[str]) -> int:
+        return len(ws) + (0 if task == "ner" else sum(len(q.split()) for q in queries))
+
+    budget = max_words - n_words(words, labels)
     for dw, spans in demos:
-        if budget - len(dw) < 0:
-            break
-        budget -= len(dw)
         shown = [(lab, txt) for lab, txt in spans if (lab in asked if first_stage else lab not in fixed)]
-        msgs.append({"role": "user", "content": " ".join(dw)})
+        queries = list(labels) if first_stage else list(dict.fromkeys(lab for lab, _ in shown))
+        cost = n_words(dw, queries)
+        if budget - cost < 0:
+            break
+        budget -= cost
+        msgs.append({"role": "user", "content": turn(dw, queries)})
         msgs.append({"role": "assistant", "content": "\n".join(f"- {lab}: {txt}" for lab, txt in shown) or "- none"})
-    msgs.append({"role": "user", "content": " ".join(words)})
+    msgs.append({"role": "user", "content": turn(words, labels)})
     return msgs
 
 
@@ -624,7 +643,7 @@ def icl_extractor(cfg: Any, support: list, dataset: Any) -> IclExtractor:
     task = getattr(dataset, "task", "ner") or "ner"
 
     def complete(chats: list[list[dict]]) -> list[str | None]:
-        return llm_complete(client, chats, prompt_version="icl-ner-v1" if task == "ner" else "icl-v1")
+        return llm_complete(client, chats, prompt_version=ICL_PROMPT_VERSIONS["ner" if task == "ner" else "other"])
 
     return IclExtractor(complete=complete, demos=demonstrations(instances), closer=client.close, task=task,
                         fixed=fixed_labels(instances))

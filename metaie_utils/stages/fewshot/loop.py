@@ -34,6 +34,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from pydantic import field_validator
 
+from metaie_utils.core.io import atomic_write_text
 from metaie_utils.core.params import StageConfig
 from metaie_utils.core.paths import resolve
 from metaie_utils.core.stats import append_counts, counts_records
@@ -552,7 +553,7 @@ def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir
     split = support_split(dataset)
     pool = dataset.load(split)
     counts_of = mention_counter(dataset)
-    if name in FIXED_SUPPORT:
+    if name in FIXED_SUPPORT and not path.is_file():
         idx, record = list(range(len(pool))), None  # the authors' fixed support set, the same for every seed
     elif path.is_file():
         record = json.loads(path.read_text())
@@ -577,10 +578,8 @@ def prepare_support(dataset: Any, name: str, cfg: EvalConfig, seed: int, run_dir
                   "type_counts": support_type_counts(support, dataset.example_types, counts_of),
                   "short_types": short_types(pool, dataset.example_types, cfg.shots, counts_of),
                   "examples": [jsonable(ex) for ex in support], "instances": instances}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, ensure_ascii=False) + "\n")
-        tmp.replace(path)
+        path.parent.mkdir(parents=True, exist_ok=True)  # written once, before any job; a unique tmp name all
+        atomic_write_text(path, json.dumps(record, ensure_ascii=False) + "\n")  # the same (workers never race)
     return support, instances, record
 
 
