@@ -15,7 +15,13 @@ session's wall time and machine) and puts it back before it continues:
 The teacher-in-context baseline (llm-icl: hours of the local teacher, ~1,100 queries per seed at
 icl_test_cap 50) needs no meta-model: its answers are exported with the grid into the shipped answer set
 ``metaie_utils/data/distillation/icl-qwen2.5-0.5b-answers.jsonl.gz``, which stage 05 replays on any machine
-(the teacher starts only for the answers it lacks). Add it with ``--set "initializations=[...,llm-icl]"``.
+(the teacher starts only for the answers it lacks). Add it with ``--set "initializations=[...,llm-icl]"``, or,
+on a machine without the grid's meta-model, run it on its own (one run per core, datasets split between them)
+and merge the rows into the kept grid:
+
+    taskset -c 0 env OMP_NUM_THREADS=1 nohup .venv/bin/python -m metaie_utils evaluate --params params/cpu.yaml \
+        --init llm-icl --seeds 1 --run-name icl-a --dataset conll04 --dataset casie ... > icl_a.log 2>&1 &
+    .venv/bin/python scripts/cpu_grid.py merge outputs/05_fewshot_eval/icl-a     # rows, counts, answers
 
 Jobs run seed-major (every dataset's first seed before any second), so a grid cut short is paired on every
 dataset it reached. ``--set`` narrows a session to some initializations (the teacher-free ones first: the
@@ -158,6 +164,74 @@ def export_icl_answers(teacher: str = "local:qwen2.5-0.5b") -> dict | None:
     return {"file": str(out.relative_to(ROOT)), "answers": info["answers"]}
 
 
+def merge(src: Path, init: str = "llm-icl") -> int:
+    """Add ``init``'s rows and per-sentence counts from another stage-05 run (``src``) to the kept grid, and to
+    outputs' grid run when this machine has one (so the next export keeps them).
+
+    For the teacher in context, which needs no meta-model: a machine can run it with ``python -m metaie_utils
+    evaluate --params params/cpu.yaml --init llm-icl --run-name X`` (several such runs, one per core) without
+    retraining the grid's meta-model, then merge. Each merged (dataset, seed) must have the grid's support set:
+    its n_support and n_instances must equal those of the grid's rows of the same dataset and seed (the sampler
+    is seeded, so on the same data they do); fine-tunes the grid already has are skipped, never duplicated.
+    """
+    import csv
+
+    from metaie_utils.core.stats import append_counts
+    from metaie_utils.stages.fewshot.loop import append_results, read_results
+
+    src = Path(src)
+    rows = [r for r in read_results(src / "results.csv") if r.get("initialization") == init]
+    if not rows:
+        raise SystemExit(f"[cpu_grid] {src / 'results.csv'} has no {init} row")
+    kept_rows = read_results(KEPT / "results.csv")
+    have = {(r["dataset"], r["initialization"], str(r["seed"])) for r in kept_rows}
+    support = {(r["dataset"], str(r["seed"])): (r.get("n_support"), r.get("n_instances"))
+               for r in kept_rows if r.get("initialization") != "llm-icl"}
+    for r in rows:
+        want = support.get((r["dataset"], str(r["seed"])))
+        got = (r.get("n_support"), r.get("n_instances"))
+        if want is not None and want != got:
+            raise SystemExit(f"[cpu_grid] {src.name}: {r['dataset']} seed {r['seed']} was run on another support set "
+                             f"(n_support, n_instances) = {got}, the grid's is {want}; not merged")
+    new = [r for r in rows if (r["dataset"], r["initialization"], str(r["seed"])) not in have]
+    keys = {(r["dataset"], r["initialization"], str(r["seed"])) for r in new}
+    counts = []
+    if (src / "counts.jsonl").is_file():
+        for line in (src / "counts.jsonl").read_text().splitlines():
+            if line.strip():
+                c = json.loads(line)
+                if (c.get("dataset"), c.get("initialization"), str(c.get("seed"))) in keys:
+                    counts.append(c)
+    targets = [KEPT] + ([RUN] if (RUN / "results.csv").is_file() else [])
+    for d in targets:
+        append_results(d / "results.csv", new)
+        if d == KEPT:
+            old = gzip.decompress((KEPT / "counts.jsonl.gz").read_bytes()) if (KEPT / "counts.jsonl.gz").is_file() else b""
+            add = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in counts).encode("utf-8")
+            with gzip.GzipFile(KEPT / "counts.jsonl.gz", "wb", mtime=0, compresslevel=9) as gz:
+                gz.write(old + add)
+        else:
+            append_counts(d / "counts.jsonl", counts)
+    g = _grid()
+    if new:
+        manifest = src / "manifest.json"
+        info = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        g.setdefault("merged", []).append({
+            "at": _now(), "from": str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else str(src),
+            "initialization": init, "fine_tunes": len(keys), "datasets": sorted({k[0] for k in keys}),
+            "machine": info.get("machine"), "argv": " ".join(info.get("argv", [])[1:]),
+            "run_start": info.get("start_time"), "run_end": info.get("end_time")})
+    icl = export_icl_answers() if init == "llm-icl" else None
+    if icl:
+        g["icl_answers"] = icl
+    g["fine_tunes"] = _fine_tunes(KEPT / "results.csv")
+    _write_grid(g)
+    skipped = len({(r["dataset"], str(r["seed"])) for r in rows}) - len(keys)
+    print(f"[cpu_grid] merged {len(keys)} {init} fine-tunes from {src} ({skipped} already in the grid); "
+          f"{g['fine_tunes']} in {KEPT.relative_to(ROOT)}")
+    return 0
+
+
 def status() -> int:
     import csv
     from collections import defaultdict
@@ -240,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     rs.add_argument("--force", action="store_true")
     sub.add_parser("export", help="outputs/05_fewshot_eval/cpu -> docs/results/cpu")
     sub.add_parser("status", help="fine-tunes done per dataset and initialization")
+    m = sub.add_parser("merge", help="add one initialization's rows from another stage-05 run (e.g. llm-icl)")
+    m.add_argument("run_dir", type=Path, help="the other run, e.g. outputs/05_fewshot_eval/icl-forward")
+    m.add_argument("--init", default="llm-icl", help="the initialization to take (default llm-icl)")
     a = ap.parse_args(argv)
     if a.cmd == "run":
         return run(a.set, a.export_every, a.force)
@@ -247,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         return restore(a.force)
     if a.cmd == "export":
         return export()
+    if a.cmd == "merge":
+        return merge(a.run_dir, a.init)
     return status()
 
 

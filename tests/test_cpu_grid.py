@@ -110,3 +110,51 @@ def test_export_ships_the_llm_icl_answers_so_far(grid, tmp_path, monkeypatch):
     g = json.loads((grid.KEPT / "grid.json").read_text())
     assert g["icl_answers"] == {"file": "metaie_utils/data/distillation/icl-qwen2.5-0.5b-answers.jsonl.gz", "answers": 1}
     assert [r["key"] for r in shipped.load(tmp_path / g["icl_answers"]["file"]).rows] == ["k1"]
+
+
+def _results(path: Path, rows: list[dict]) -> None:
+    from metaie_utils.stages.fewshot.loop import append_results
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    append_results(path, rows)
+
+
+def test_merge_adds_another_runs_llm_icl_rows_once_and_only_on_the_grids_support_sets(grid, tmp_path):
+    """llm-icl needs no meta-model: a machine runs it in its own stage-05 runs and merges them into the kept grid
+    (and into outputs' grid run, so the next export keeps them)."""
+    base = {"task": "ner", "subtask": "entity", "f1": "0.3", "n_support": "9", "n_instances": "36"}
+    _results(grid.KEPT / "results.csv", [{**base, "dataset": "conll2003", "initialization": "vanilla", "seed": "0"},
+                                         {**base, "dataset": "wnut17", "initialization": "vanilla", "seed": "0"}])
+    with gzip.GzipFile(grid.KEPT / "counts.jsonl.gz", "wb", mtime=0) as gz:
+        gz.write(b'{"dataset": "conll2003", "initialization": "vanilla", "seed": 0}\n')
+    grid.RUN.mkdir(parents=True)
+    (grid.RUN / "results.csv").write_text((grid.KEPT / "results.csv").read_text())
+    src = tmp_path / "outputs" / "05_fewshot_eval" / "icl-a"
+    icl = {**base, "initialization": "llm-icl", "seed": "0", "f1": "0.25"}
+    _results(src / "results.csv", [{**icl, "dataset": "conll2003"}, {**icl, "dataset": "wnut17"},
+                                   {**base, "dataset": "wnut17", "initialization": "vanilla", "seed": "0"}])
+    (src / "counts.jsonl").write_text("".join(
+        json.dumps({"dataset": d, "initialization": i, "seed": 0, "subtask": "entity", "test_ids": ["t1"], "counts": [[1, 1, 1]]}) + "\n"
+        for d, i in (("conll2003", "llm-icl"), ("wnut17", "llm-icl"), ("wnut17", "vanilla"))))
+    (src / "manifest.json").write_text(json.dumps({"argv": ["x", "evaluate", "--init", "llm-icl"], "start_time": "t0"}))
+    grid.merge(src)
+    from metaie_utils.stages.fewshot.loop import read_results
+
+    for d in (grid.KEPT, grid.RUN):
+        rows = read_results(d / "results.csv")
+        assert sorted((r["dataset"], r["initialization"]) for r in rows) == [
+            ("conll2003", "llm-icl"), ("conll2003", "vanilla"), ("wnut17", "llm-icl"), ("wnut17", "vanilla")]
+    counts = [json.loads(x) for x in gzip.decompress((grid.KEPT / "counts.jsonl.gz").read_bytes()).splitlines()]
+    assert [(c["dataset"], c["initialization"]) for c in counts] == [
+        ("conll2003", "vanilla"), ("conll2003", "llm-icl"), ("wnut17", "llm-icl")]  # the other run's vanilla: not taken
+    assert [(c["dataset"], c["initialization"]) for c in map(json.loads, (grid.RUN / "counts.jsonl").read_text().splitlines())] == [
+        ("conll2003", "llm-icl"), ("wnut17", "llm-icl")]
+    g = json.loads((grid.KEPT / "grid.json").read_text())
+    assert g["merged"][0]["fine_tunes"] == 2 and g["merged"][0]["argv"] == "evaluate --init llm-icl" and g["fine_tunes"] == 4
+    grid.merge(src)  # again: nothing is added twice
+    assert len(read_results(grid.KEPT / "results.csv")) == 4 and len(json.loads((grid.KEPT / "grid.json").read_text())["merged"]) == 1
+    # a run on another support set (another n_support for the same dataset and seed) is refused
+    other = tmp_path / "outputs" / "05_fewshot_eval" / "icl-b"
+    _results(other / "results.csv", [{**icl, "dataset": "conll2003", "seed": "0", "n_support": "7"}])
+    with pytest.raises(SystemExit, match=r"conll2003 seed 0 was run on another support set"):
+        grid.merge(other)
