@@ -994,3 +994,36 @@ def test_a_few_shot_worker_dies_with_its_parent(tmp_path):
     else:
         os.kill(child, 9)
         raise AssertionError("the child outlived its parent")
+
+
+def test_llm_icl_gives_the_local_teacher_a_long_context_and_warns_when_an_answer_is_cut(tmp_path, monkeypatch, caplog):
+    """900 words of demonstrations are ~2,000 Qwen2.5 tokens on CoNLL2004: with n_ctx 2,048 the server stopped the
+    answers after 3-8 tokens (finish_reason "length"), silently. The local teacher now gets ICL_N_CTX, and an
+    answer stopped before max_tokens is reported."""
+    import contextlib
+    import logging
+
+    from metaie_utils.llm.client import Completion
+    from metaie_utils.stages.fewshot import baselines
+
+    seen = {}
+
+    @contextlib.contextmanager
+    def fake_teacher(t, base_url, api_key_env, cache_path, **kw):
+        seen.update(kw)
+
+        class Client:
+            def complete_many(self, reqs, progress=False):
+                return [Completion(text="- Person:", finish_reason="length", prompt_tokens=2045, completion_tokens=3)
+                        for _ in reqs]
+        yield Client()
+
+    monkeypatch.setattr(baselines, "teacher_client", fake_teacher)
+    monkeypatch.setattr(baselines, "seed_icl_cache", lambda cfg, answers=None: "")
+    ds = FakeNER()
+    ext = baselines.icl_extractor(EvalConfig(out_root=str(tmp_path), teacher="local:qwen2.5-0.5b"), ds.load("train")[:2], ds)
+    with caplog.at_level(logging.WARNING, logger=baselines.__name__):
+        ext.extract([["Tom", "runs"]], ["Person"])
+    ext.close()
+    assert seen["n_ctx"] == baselines.ICL_N_CTX >= 4096
+    assert "1 of 1 answers were cut off by the teacher's context window (first: 2045 prompt tokens" in caplog.text

@@ -50,6 +50,9 @@ PAPER_MULTIIE = ("fewnerd", "fewrel", "fewevent")  # the paper's MultiIE sources
 
 
 ICL_MAX_PROMPT_WORDS = 900  # demonstrations are dropped beyond this budget (small teachers' context)
+#: the local llm-icl teacher's context: 900 words of demonstrations and queries are ~2,000 Qwen2.5 tokens on
+#: CoNLL2004 (numbers and names split into several), so 2,048 cut answers off after a few tokens
+ICL_N_CTX = 4096
 
 
 ICL_LINE = re.compile(r"^\s*[-*•]\s*([^:\n]+?)\s*:\s*(.+?)\s*$", re.MULTILINE)
@@ -638,7 +641,7 @@ def icl_extractor(cfg: Any, support: list, dataset: Any) -> IclExtractor:
     cache = icl_cache_path(cfg)
     cache.parent.mkdir(parents=True, exist_ok=True)
     seed_icl_cache(cfg)
-    client = LazyTeacher(cfg.teacher, cfg.base_url, cfg.api_key_env, cache)
+    client = LazyTeacher(cfg.teacher, cfg.base_url, cfg.api_key_env, cache, n_ctx=ICL_N_CTX)
 
     task = getattr(dataset, "task", "ner") or "ner"
 
@@ -668,6 +671,15 @@ def teacher_client(teacher: str, base_url: str = "", api_key_env: str = "OPENAI_
 
 def llm_complete(client: Any, chats: list[list[dict]], max_tokens: int = 128, prompt_version: str = "icl-ner-v1") -> list[str | None]:
     """Greedy answers to chat message lists through an :class:`metaie_utils.llm.LLMClient` (None on failure)."""
+    import logging
+
     reqs = [{"messages": m, "temperature": 0.0, "max_tokens": max_tokens, "sample_index": 0, "prompt_version": prompt_version}
             for m in chats]
-    return [c.text for c in client.complete_many(reqs, progress=False)]
+    done = client.complete_many(reqs, progress=False)
+    cut = [c for c in done if getattr(c, "finish_reason", None) == "length" and (getattr(c, "completion_tokens", 0) or 0) < max_tokens]
+    if cut:  # the server stopped before max_tokens: the prompt filled its context window
+        logging.getLogger(__name__).warning(
+            "llm-icl: %d of %d answers were cut off by the teacher's context window (first: %d prompt tokens, %d answer "
+            "tokens); give the teacher a longer context or lower ICL_MAX_PROMPT_WORDS", len(cut), len(done),
+            getattr(cut[0], "prompt_tokens", 0) or 0, getattr(cut[0], "completion_tokens", 0) or 0)
+    return [c.text for c in done]
