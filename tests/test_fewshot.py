@@ -253,6 +253,26 @@ def test_icl_prompts_of_one_stage_share_everything_but_the_last_message():
     assert len(icl_messages(["Tom", "runs"], ["Person", "Location"], demos, max_words=12, task="re", fixed_labels=fixed)) == 4
 
 
+def test_icl_queries_with_quotes_are_shown_plain_and_matched_however_the_teacher_quotes_them():
+    """ASTE's and CASIE's second-stage queries name words in quotes; the support instances hold them as the
+    tokenizer's `` x '' and the 0.5B teacher copied them back as "x '', so no answer matched its query and
+    14lap triplets scored 0.0 even on gold opinions."""
+    from metaie_utils.stages.fewshot.baselines import plain_quotes
+
+    q = 'Term for Positive Opinion "hard for me"'
+    demos = [(["the", "screen", "is", "good"], [("Positive opinion term", "good"), ("Term for Positive Opinion `` good ''", "screen")])]
+    msgs = icl_messages(["it", "is", "hard", "for", "me"], [q], demos, task="aste",
+                        fixed_labels=frozenset({"Positive opinion term"}))
+    assert msgs[1]["content"].endswith('Queries: Term for Positive Opinion "good"')
+    assert msgs[2]["content"] == '- Term for Positive Opinion "good": screen' and msgs[-1]["content"].endswith(q)
+    words = ["the", "laptop", "is", "hard", "for", "me"]
+    for answer in ("- Term for Positive Opinion \"hard for me '': laptop", "- term for positive opinion ``hard for me'': laptop",
+                   f"- {q}: laptop"):
+        assert [(s.label, s.word_start) for s in parse_icl_response(answer, words, [q])] == [(q, 1)], answer
+    assert parse_icl_response('- Term for Positive Opinion "hard": laptop', words, [q]) == []  # another query
+    assert plain_quotes("A0 Argument for Predicate `` loves ''") == 'A0 Argument for Predicate "loves"'
+
+
 def test_icl_extractor_scores_through_the_dataset():
     ds = FakeNER()
 

@@ -58,6 +58,24 @@ ICL_N_CTX = 4096
 ICL_LINE = re.compile(r"^\s*[-*•]\s*([^:\n]+?)\s*:\s*(.+?)\s*$", re.MULTILINE)
 
 
+def plain_quotes(label: str) -> str:
+    """A query as a person writes it: the tokenizer's quotes (````x ''``, from support instances) back to ``"x"``.
+
+    >>> plain_quotes("Term for Positive Opinion `` hard for me ''")
+    'Term for Positive Opinion "hard for me"'
+    >>> plain_quotes('Argument for Trigger "hacked"')
+    'Argument for Trigger "hacked"'
+    """
+    if "``" not in label and "''" not in label:
+        return label
+    return re.sub(r'"\s*(.*?)\s*"', r'"\1"', label.replace("``", '"').replace("''", '"'))
+
+
+def _label_key(label: str) -> str:
+    """What a teacher's copy of a query must keep to count as that query: its words, any quotes and case aside."""
+    return " ".join(label.replace("``", " ").replace("''", " ").replace('"', " ").lower().split())
+
+
 class BaselineError(ValueError):
     """A baseline cannot be built from the given inputs; the message says which input and how to fix it."""
 
@@ -465,7 +483,7 @@ def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tu
     first_stage = task == "ner" or any(lab in fixed for lab in asked) or not fixed
 
     def turn(ws: Sequence[str], queries: Sequence[str]) -> str:
-        return " ".join(ws) if task == "ner" else " ".join(ws) + "\nQueries: " + ("; ".join(queries) or "-")
+        return " ".join(ws) if task == "ner" else " ".join(ws) + "\nQueries: " + ("; ".join(map(plain_quotes, queries)) or "-")
 
     def n_words(ws: Sequence[str], queries: Sequence[str]) -> int:
         return len(ws) + (0 if task == "ner" else sum(len(q.split()) for q in queries))
@@ -479,7 +497,7 @@ def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tu
             break
         budget -= cost
         msgs.append({"role": "user", "content": turn(dw, queries)})
-        msgs.append({"role": "assistant", "content": "\n".join(f"- {lab}: {txt}" for lab, txt in shown) or "- none"})
+        msgs.append({"role": "assistant", "content": "\n".join(f"- {plain_quotes(lab)}: {txt}" for lab, txt in shown) or "- none"})
     msgs.append({"role": "user", "content": turn(words, labels)})
     return msgs
 
@@ -502,7 +520,9 @@ def fixed_labels(instances: Iterable[Mapping[str, Any]]) -> frozenset[str]:
 
 
 def parse_icl_response(response: str | None, words: Sequence[str], labels: Sequence[str]) -> list[Span]:
-    """``"- Person: Tom Cruise"`` lines -> spans over ``words`` (case-insensitive type and span match).
+    """``"- Person: Tom Cruise"`` lines -> spans over ``words`` (case-insensitive type and span match; a type
+    matches its query with any quotes: the teacher copies ``Term for Positive Opinion "good"`` back as
+    ``"good ''`` or ````good''``).
 
     Lines whose type is not one of ``labels`` or whose span is not a word sequence of the sentence are
     dropped; every occurrence of a matched span is returned (as the authors' converter does).
@@ -512,7 +532,7 @@ def parse_icl_response(response: str | None, words: Sequence[str], labels: Seque
     """
     if not response:
         return []
-    by_lower = {lab.lower(): lab for lab in labels}
+    by_lower = {_label_key(lab): lab for lab in labels}
     low = [w.lower() for w in words]
     starts, pos = [], 0
     for w in words:
@@ -521,7 +541,7 @@ def parse_icl_response(response: str | None, words: Sequence[str], labels: Seque
     out: list[Span] = []
     seen = set()
     for typ, span in ICL_LINE.findall(response):
-        lab = by_lower.get(typ.strip().lower())
+        lab = by_lower.get(_label_key(typ))
         if lab is None:
             continue
         from metaie_utils.core.text import word_tokenize
