@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from metaie_utils.core.errors import UserError
+from metaie_utils.core.io import atomic_write_text
 from metaie_utils.models.checkpoint import (  # noqa: F401  (re-exported)
     FINETUNE_FILE,
     read_finetune_info,
@@ -178,9 +179,8 @@ def run_finetune(spec: str, model: str, output: str | Path, cfg: Any, shots: int
         preds = ds.predict(ie, test, cfg.eval_batch_size)
         info["eval"] = {"n_test": len(test), "test_cap": cfg.test_cap,
                         "scores": score(ds, [ds.gold(ex) for ex in test], preds)}
-    tmp = Path(model_dir) / (FINETUNE_FILE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(Path(model_dir) / FINETUNE_FILE)
+    atomic_write_text(Path(model_dir) / FINETUNE_FILE,
+                      json.dumps(info, indent=2, ensure_ascii=False, default=str) + "\n")
     return info
 
 

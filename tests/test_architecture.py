@@ -194,3 +194,34 @@ def test_imports_point_down_the_layers():
 def test_every_module_has_a_layer():
     for m in modules():
         rank(m)
+
+
+#: modules allowed to rename files themselves: core.io (the atomic writers), core.assets (downloads, renamed only
+#: after their sha256 is checked) and models.generative (a whole checkpoint folder made by mkdtemp, a unique name).
+RENAMERS = {"metaie_utils.core.io", "metaie_utils.core.assets", "metaie_utils.models.generative"}
+
+
+def renames_in(path: Path) -> list[str]:
+    """``os.replace``/``os.rename`` calls and one-argument ``x.replace(y)``/``x.rename(y)`` (Path's, not str's)."""
+    out = []
+    for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("replace", "rename")):
+            continue
+        on_os = isinstance(n.func.value, ast.Name) and n.func.value.id == "os"
+        if on_os or (len(n.args) == 1 and not n.keywords):
+            out.append(f"{path.name}:{n.lineno}: {ast.unparse(n)}")
+    return out
+
+
+def test_renames_in_finds_a_planted_tmp_rename(tmp_path):
+    src = tmp_path / "x.py"
+    src.write_text("import os\ntmp.replace(path)\nos.replace(a, b)\ns = 'a'.replace('a', 'b')\n")
+    assert [r.split(": ", 1)[1] for r in renames_in(src)] == ["tmp.replace(path)", "os.replace(a, b)"]
+
+
+def test_every_file_write_that_renames_goes_through_core_io():
+    """A hand-named tmp file (``x.tmp`` then a rename) is safe only while one process writes ``x``; session 20's
+    flaky CI failure was two few-shot workers sharing one. Every writer goes through ``core.io.atomic_write_*``
+    (a unique tmp per call, fsync'ed), so that this holds by construction rather than by the current call graph."""
+    bad = [r for m, p in modules().items() if m not in RENAMERS for r in renames_in(p)]
+    assert not bad, "write through metaie_utils.core.io.atomic_write_text/bytes instead:\n" + "\n".join(bad)

@@ -173,3 +173,20 @@ def test_answer_sets_through_the_cli(tmp_path, capsys):
     assert ResponseCache(tmp_path / "new.sqlite").get("k1")["text"] == "- Person: Ann"
     assert main(["shipped", "export-answers", "--output", str(out)]) != 0
     assert "needs --cache" in capsys.readouterr().err
+
+
+def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    import os
+
+    from metaie_utils.core import io as cio
+
+    path = tmp_path / "answers.jsonl.gz"
+    cio.atomic_write_bytes(path, b"old")
+
+    def broken(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        cio.atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl.gz"]

@@ -158,3 +158,33 @@ def test_a_server_that_dies_mid_run_is_named_with_its_signal_and_log(tmp_path, m
                 pass
             t.process.wait(10)
             raise ConnectionError("the client gave up")  # what the LLM client raises after its retries
+
+
+def test_the_server_is_killed_with_its_parent_even_while_it_ignores_sigterm(tmp_path):
+    """A killed ``evaluate`` left its llama.cpp server finishing the request in flight (uvicorn's graceful shutdown
+    on the SIGTERM it got) for minutes. ``server_preexec`` asks Linux for SIGKILL instead: a child that ignores
+    SIGTERM, as a busy graceful server does, still dies with its parent."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    pid_file = tmp_path / "server.pid"
+    server = ("import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys, time; from metaie_utils.llm.teacher import server_preexec; "
+                               f"subprocess.Popen([sys.executable, '-c', {server!r}, {str(pid_file)!r}], "
+                               "preexec_fn=server_preexec); time.sleep(60)"])
+    deadline = time.time() + 60
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.time() < deadline, "the server never started"
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, 9)
+    raise AssertionError("the server outlived its parent")

@@ -137,12 +137,14 @@ def machine_info() -> dict:
     return info
 
 
-def die_with_parent() -> None:
-    """In a child process (Linux): receive SIGTERM when the parent dies, so a killed kernel or CLI never leaves an
-    orphan holding the CPU (a llama.cpp server, a few-shot worker still fine-tuning for a loop that is gone).
-    Elsewhere a no-op."""
+def die_with_parent(sig: int | None = None) -> None:
+    """In a child process (Linux): receive ``sig`` (default SIGTERM) when the parent dies, so a killed kernel or
+    CLI never leaves an orphan holding the CPU (a few-shot worker still fine-tuning for a loop that is gone; the
+    llama.cpp server asks for SIGKILL, see :func:`metaie_utils.llm.teacher.server_preexec`). Elsewhere a no-op."""
     import signal
     import sys
+
+    sig = signal.SIGTERM if sig is None else sig
 
     if not sys.platform.startswith("linux"):
         return
@@ -150,6 +152,6 @@ def die_with_parent() -> None:
 
     PR_SET_PDEATHSIG = 1
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig))
     except OSError:
         pass

@@ -53,22 +53,30 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a tmp file of its own in the same folder, then a rename.
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a tmp file of its own in the same folder, then a rename.
 
     The tmp name is unique per call, so two processes writing the same file (parallel few-shot workers) never
-    move each other's tmp file away; the last rename wins and a reader never sees half a file.
+    move each other's tmp file away; the last rename wins and a reader never sees half a file. The data is
+    fsync'ed before the rename, so a crash leaves the old file or the new one, never an empty one.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:

@@ -95,10 +95,9 @@ def write(path: str | Path, provenance: dict, rows: Iterable[dict]) -> Path:
         gz.write((json.dumps({"provenance": provenance}, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
         for r in rows:
             gz.write((json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(p)
-    return p
+    from metaie_utils.core.io import atomic_write_bytes
+
+    return atomic_write_bytes(p, buf.getvalue())
 
 
 def teacher_identity(teacher: str) -> dict[str, Any]:

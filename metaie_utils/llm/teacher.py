@@ -141,6 +141,15 @@ def _tail(path: Path | None, n: int = 15) -> str:
     return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
 
 
+def server_preexec() -> None:
+    """The llama.cpp server's ``preexec_fn``: SIGKILL when its parent dies. SIGTERM is not enough there: uvicorn
+    shuts down gracefully, finishing the request in flight (up to a prompt's time, minutes on one core) for a
+    client that is gone. The server holds nothing a kill loses (the client caches every answer)."""
+    import signal
+
+    die_with_parent(signal.SIGKILL)
+
+
 def stop_process(process: subprocess.Popen, grace: float = 10.0) -> int | None:
     """Terminate, wait ``grace`` seconds, then kill. Returns the exit code."""
     if process.poll() is None:
@@ -185,7 +194,7 @@ def local_teacher(
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+                                preexec_fn=server_preexec if sys.platform.startswith("linux") else None)
     try:
         waited = wait_ready(base_url, proc, log_path, startup_timeout)
         try:

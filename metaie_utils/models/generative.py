@@ -431,9 +431,9 @@ def train_generative(
         info["eval_loss"] = info["final_eval"].get("eval_loss")
     trainer.save_model(str(out))
     tok.save_pretrained(str(out))
-    tmp = out / (TRAINING_FILE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    tmp.replace(out / TRAINING_FILE)
+    from metaie_utils.core.io import atomic_write_text
+
+    atomic_write_text(out / TRAINING_FILE, json.dumps(info, indent=2, default=str) + "\n")
     (out / "README.md").write_text(_model_card(info))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return out

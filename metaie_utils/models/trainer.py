@@ -430,9 +430,9 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         "finished": True,
     }
     (output_dir / "README.md").write_text(model_card(info), encoding="utf-8")
-    tmp = output_dir / (TRAINING_FILE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    tmp.replace(output_dir / TRAINING_FILE)
+    from metaie_utils.core.io import atomic_write_text
+
+    atomic_write_text(output_dir / TRAINING_FILE, json.dumps(info, indent=2, default=str) + "\n")
     if ckpt_dir.is_dir():
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return output_dir

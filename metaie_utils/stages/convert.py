@@ -72,22 +72,22 @@ class ConvertConfig(StageConfig):
 
 def write_outputs(result: ConvertResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``instances.json``, ``heldout.json`` and ``label_stats.csv`` atomically into ``out_dir``."""
+    import io
+
+    from metaie_utils.core.io import atomic_write_text
     from metaie_utils.core.runs import write_json
 
     d = resolve(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     paths = {"instances": d / INSTANCES_FILE, "heldout": d / HELDOUT_FILE, "label_stats": d / LABEL_STATS_FILE}
     for key in ("instances", "heldout"):
-        tmp = paths[key].with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(getattr(result, key), ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(paths[key])
-    tmp = paths["label_stats"].with_suffix(".csv.tmp")
+        atomic_write_text(paths[key], json.dumps(getattr(result, key), ensure_ascii=False) + "\n")
     cols = ["label", "rank", "instances", "sentences", "spans", "label_words", "length_category"]
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        w.writerows(result.label_stats)
-    tmp.replace(paths["label_stats"])
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(result.label_stats)
+    atomic_write_text(paths["label_stats"], buf.getvalue())
     write_json(d / "span_lengths.json", result.span_lengths)
     return paths
 

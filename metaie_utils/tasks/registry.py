@@ -152,10 +152,9 @@ def _disk_cached(fn: Callable, *args: Any) -> list[Example]:
             path.unlink(missing_ok=True)  # stale or truncated: parse again
     out = fn(*args)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pickle.dump(out, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    from metaie_utils.core.io import atomic_write_bytes
+
+    atomic_write_bytes(path, pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
     return out
 
 

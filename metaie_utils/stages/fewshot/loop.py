@@ -415,7 +415,7 @@ def append_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     resumed old run neither misaligns its columns nor drops what the new rows record. Columns of the old
     header that are not in :data:`RESULT_FIELDS` are kept.
     """
-    import os
+    import io
 
     path = Path(path)
     new = not path.is_file() or path.stat().st_size == 0
@@ -428,14 +428,11 @@ def append_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
             old_rows = list(reader) if missing else []
         fields = old_fields + missing
         if missing:
-            tmp = path.with_name(path.name + ".tmp")
-            with tmp.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
-                w.writeheader()
-                w.writerows(old_rows)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            buf = io.StringIO(newline="")
+            w = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
+            w.writeheader()
+            w.writerows(old_rows)
+            atomic_write_text(path, buf.getvalue())
     with path.open("a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
