@@ -7,6 +7,10 @@ a 95% paired bootstrap CI over test sentences and seeds (:mod:`metaie_utils.core
     RUN_DIR/summary_ci.csv   the table (percent; diff, diff_lo, diff_hi in F1 points)
     RUN_DIR/summary_ci.png   the differences with their CIs (unless --no-figure)
 
+A narrowed comparison (``--reference`` other than metaie, or ``--baselines``) writes
+``summary_ci_<reference>_vs_<baselines>.csv/.png`` instead, so it never overwrites the run's full table
+(:func:`output_stem`).
+
 Without ``counts.jsonl`` (runs written before the loop recorded per-sentence counts) the table still has
 means and stds; the differences are NaN with a note.
 """
@@ -42,6 +46,21 @@ def read_results_csv(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
+def output_stem(reference: str = "metaie", baselines: list[str] | None = None) -> str:
+    """File stem of a summary: ``summary_ci`` for the full comparison (metaie against every other initialization),
+    ``summary_ci_<reference>_vs_<b1>+<b2>`` for a narrowed one.
+
+    >>> output_stem(), output_stem(baselines=["llm-icl"]), output_stem("vanilla")
+    ('summary_ci', 'summary_ci_metaie_vs_llm-icl', 'summary_ci_vanilla_vs_all')
+    """
+    import re
+
+    if reference == "metaie" and not baselines:
+        return "summary_ci"
+    tag = "+".join(baselines) if baselines else "all"
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", f"summary_ci_{reference}_vs_{tag}")
+
+
 def summarize_run(run_dir: str | Path, reference: str = "metaie", baselines: list[str] | None = None,
                   n_boot: int = 2000, seed: int = 0, figure: bool = True, log=print, markdown: bool = False):
     """The ``summary`` command as a function: returns the table DataFrame (also written to the run dir)."""
@@ -65,8 +84,9 @@ def summarize_run(run_dir: str | Path, reference: str = "metaie", baselines: lis
     except ValueError as e:
         raise UserError(f"cannot summarize {run}: {e}") from e
     log(markdown_table(df) if markdown else format_table(df))
-    df.to_csv(run / "summary_ci.csv", index=False)
-    log(f"wrote {run / 'summary_ci.csv'}")
+    stem = output_stem(reference, baselines)
+    df.to_csv(run / f"{stem}.csv", index=False)
+    log(f"wrote {run / f'{stem}.csv'}")
     if figure:
         import matplotlib.pyplot as plt
 
@@ -74,9 +94,9 @@ def summarize_run(run_dir: str | Path, reference: str = "metaie", baselines: lis
         from metaie_utils.plots.summary import ci_figure
 
         fig = ci_figure(df)
-        save(fig, run / "summary_ci.png")
+        save(fig, run / f"{stem}.png")
         plt.close(fig)
-        log(f"wrote {run / 'summary_ci.png'}")
+        log(f"wrote {run / f'{stem}.png'}")
     return df
 
 
@@ -97,7 +117,8 @@ def register_cli(subparsers) -> None:
         "summary", help="few-shot table with paired 95%% CIs of reference minus each baseline (stage 05 runs)",
         description="Read RUN_DIR/results.csv (+ counts.jsonl) of a stage-05 run, print F1 mean ± std over seeds "
                     "and the difference reference - baseline with a paired bootstrap 95% CI over test sentences "
-                    "and seeds; write RUN_DIR/summary_ci.csv and summary_ci.png.",
+                    "and seeds; write RUN_DIR/summary_ci.csv and summary_ci.png (a narrowed comparison, "
+                    "--reference/--baselines: summary_ci_<reference>_vs_<baselines>.csv/.png, never the full table).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="stage-05 run directory (holds results.csv)")
     p.add_argument("--reference", default="metaie", help="initialization compared against the others (default metaie)")

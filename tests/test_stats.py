@@ -360,16 +360,23 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "metaie − init [95% CI]" in out and "vanilla" in out and "ner-distill" not in out
-    table = list(csv.DictReader((run / "summary_ci.csv").open()))
+    # a narrowed comparison has files of its own: the run's full table (summary_ci.csv) is not overwritten
+    assert not (run / "summary_ci.csv").exists()
+    table = list(csv.DictReader((run / "summary_ci_metaie_vs_vanilla+llm-icl.csv").open()))
     assert [r["initialization"] for r in table] == ["metaie", "vanilla", "llm-icl"]
     assert float(table[1]["diff_lo"]) > 0
-    png = run / "summary_ci.png"
+    png = run / "summary_ci_metaie_vs_vanilla+llm-icl.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    png.unlink()
-    args = _parser().parse_args(["summary", str(run), "--n-boot", "50", "--no-figure", "--reference", "vanilla"])
-    assert args.func(args) == 0 and not png.exists()
+    args = _parser().parse_args(["summary", str(run), "--n-boot", "50", "--no-figure"])
+    assert args.func(args) == 0 and not (run / "summary_ci.png").exists()
     with (run / "summary_ci.csv").open() as f:
+        assert {r["initialization"] for r in csv.DictReader(f)} >= {"metaie", "vanilla", "ner-distill", "llm-icl"}
+    args = _parser().parse_args(["summary", str(run), "--n-boot", "50", "--no-figure", "--reference", "vanilla"])
+    assert args.func(args) == 0
+    with (run / "summary_ci_vanilla_vs_all.csv").open() as f:
         assert next(csv.DictReader(f))["initialization"] == "vanilla"
+    with (run / "summary_ci.csv").open() as f:  # still the full metaie table
+        assert next(csv.DictReader(f))["initialization"] == "metaie"
 
 
 def test_cli_through_main_and_user_errors(tmp_path, capsys, monkeypatch):
