@@ -978,10 +978,10 @@ def test_llm_icl_answers_ship_and_replay_without_starting_the_teacher(tmp_path, 
 def test_a_few_shot_worker_dies_with_its_parent(tmp_path):
     """A killed stage 05 (SIGTERM to the kernel) left its spawn workers fine-tuning for nobody; the worker
     initializer now asks Linux to SIGTERM it when its parent dies."""
-    import os
     import subprocess
     import sys
-    import time
+
+    from helpers_process import assert_dies_with_parent
 
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux-only")
@@ -998,22 +998,7 @@ def test_a_few_shot_worker_dies_with_its_parent(tmp_path):
         f"    mp.get_context('spawn').Process(target=child, args=({str(pid_file)!r},)).start()\n"
         "    time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, str(script)])
-    deadline = time.time() + 60
-    while not pid_file.is_file() or not pid_file.read_text():
-        assert time.time() < deadline, "the child never started"
-        time.sleep(0.2)
-    child = int(pid_file.read_text())
-    parent.kill()
-    parent.wait()
-    for _ in range(50):
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(child, 9)
-        raise AssertionError("the child outlived its parent")
+    assert_dies_with_parent(parent, pid_file)
 
 
 def test_llm_icl_gives_the_local_teacher_a_long_context_and_warns_when_an_answer_is_cut(tmp_path, monkeypatch, caplog):

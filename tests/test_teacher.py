@@ -26,6 +26,7 @@ from metaie_utils.llm.teacher import (
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE / "fixtures" / "distill"))
 from fake_openai import FakeOpenAI  # noqa: E402
+from helpers_process import assert_dies_with_parent  # noqa: E402
 
 
 @pytest.mark.unit
@@ -173,18 +174,4 @@ def test_the_server_is_killed_with_its_parent_even_while_it_ignores_sigterm(tmp_
                                "import subprocess, sys, time; from metaie_utils.llm.teacher import server_preexec; "
                                f"subprocess.Popen([sys.executable, '-c', {server!r}, {str(pid_file)!r}], "
                                "preexec_fn=server_preexec); time.sleep(60)"])
-    deadline = time.time() + 60
-    while not pid_file.is_file() or not pid_file.read_text():
-        assert time.time() < deadline, "the server never started"
-        time.sleep(0.1)
-    child = int(pid_file.read_text())
-    parent.kill()
-    parent.wait()
-    for _ in range(50):
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(child, 9)
-    raise AssertionError("the server outlived its parent")
+    assert_dies_with_parent(parent, pid_file, "the server")
