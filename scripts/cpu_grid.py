@@ -128,14 +128,15 @@ def restore(force: bool = False) -> int:
 
 def export(session: dict | None = None) -> int:
     """outputs/05_fewshot_eval/cpu -> docs/results/cpu (deterministic gzip: no churn when nothing changed)."""
+    from metaie_utils.core.io import atomic_write_bytes
+
     if not (RUN / "results.csv").is_file():
         print("[cpu_grid] no results.csv yet: nothing exported")
         return 0
     KEPT.mkdir(parents=True, exist_ok=True)
     shutil.copy2(RUN / "results.csv", KEPT / "results.csv")
     if (RUN / "counts.jsonl").is_file():
-        with gzip.GzipFile(KEPT / "counts.jsonl.gz", "wb", mtime=0, compresslevel=9) as gz:
-            gz.write((RUN / "counts.jsonl").read_bytes())
+        atomic_write_bytes(KEPT / "counts.jsonl.gz", gzip.compress((RUN / "counts.jsonl").read_bytes(), 9, mtime=0))
     icl = export_icl_answers()
     g = _grid()
     g.setdefault("meta_model_sha256", meta_fingerprint())
@@ -164,7 +165,44 @@ def export_icl_answers(teacher: str = "local:qwen2.5-0.5b") -> dict | None:
     return {"file": str(out.relative_to(ROOT)), "answers": info["answers"]}
 
 
-def merge(src: Path, init: str = "llm-icl") -> int:
+def _drop_keyed(keys: set[tuple[str, str, str]]) -> int:
+    """Remove the rows and per-sentence counts of (dataset, initialization, seed) ``keys`` from the kept grid and
+    from outputs' grid run (atomic rewrites) -> the kept rows removed."""
+    import csv
+    import io
+
+    from metaie_utils.core.io import atomic_write_bytes, atomic_write_text
+
+    def key(r: dict) -> tuple[str, str, str]:
+        return (str(r.get("dataset")), str(r.get("initialization")), str(r.get("seed")))
+
+    dropped = 0
+    for d in [KEPT] + ([RUN] if (RUN / "results.csv").is_file() else []):
+        path = d / "results.csv"
+        if path.is_file():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                fields, rows = reader.fieldnames or [], list(reader)
+            keep = [r for r in rows if key(r) not in keys]
+            if d == KEPT:
+                dropped = len(rows) - len(keep)
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+            w.writeheader()
+            w.writerows(keep)
+            atomic_write_text(path, buf.getvalue())
+        gz, plain = d / "counts.jsonl.gz", d / "counts.jsonl"
+        for p, packed in ((gz, True), (plain, False)):
+            if not p.is_file():
+                continue
+            raw = gzip.decompress(p.read_bytes()) if packed else p.read_bytes()
+            lines = [x for x in raw.decode("utf-8").splitlines(keepends=True) if x.strip() and key(json.loads(x)) not in keys]
+            data = "".join(lines).encode("utf-8")
+            atomic_write_bytes(p, gzip.compress(data, 9, mtime=0) if packed else data)
+    return dropped
+
+
+def merge(src: Path, init: str = "llm-icl", replace: bool = False) -> int:
     """Add ``init``'s rows and per-sentence counts from another stage-05 run (``src``) to the kept grid, and to
     outputs' grid run when this machine has one (so the next export keeps them).
 
@@ -172,10 +210,13 @@ def merge(src: Path, init: str = "llm-icl") -> int:
     evaluate --params params/cpu.yaml --init llm-icl --run-name X`` (several such runs, one per core) without
     retraining the grid's meta-model, then merge. Each merged (dataset, seed) must have the grid's support set:
     its n_support and n_instances must equal those of the grid's rows of the same dataset and seed (the sampler
-    is seeded, so on the same data they do); fine-tunes the grid already has are skipped, never duplicated.
+    is seeded, so on the same data they do); fine-tunes the grid already has are skipped, never duplicated,
+    unless ``replace``: then ``src``'s rows and counts take the place of the grid's for the same (dataset,
+    initialization, seed), e.g. a rerun after a prompt fix (recorded in grid.json's ``merged`` entry).
     """
     import csv
 
+    from metaie_utils.core.io import atomic_write_bytes
     from metaie_utils.core.stats import append_counts
     from metaie_utils.stages.fewshot.loop import append_results, read_results
 
@@ -193,6 +234,11 @@ def merge(src: Path, init: str = "llm-icl") -> int:
         if want is not None and want != got:
             raise SystemExit(f"[cpu_grid] {src.name}: {r['dataset']} seed {r['seed']} was run on another support set "
                              f"(n_support, n_instances) = {got}, the grid's is {want}; not merged")
+    replaced = 0
+    if replace:
+        src_keys = {(r["dataset"], r["initialization"], str(r["seed"])) for r in rows}
+        replaced = _drop_keyed(src_keys)
+        have -= src_keys
     new = [r for r in rows if (r["dataset"], r["initialization"], str(r["seed"])) not in have]
     keys = {(r["dataset"], r["initialization"], str(r["seed"])) for r in new}
     counts = []
@@ -208,8 +254,7 @@ def merge(src: Path, init: str = "llm-icl") -> int:
         if d == KEPT:
             old = gzip.decompress((KEPT / "counts.jsonl.gz").read_bytes()) if (KEPT / "counts.jsonl.gz").is_file() else b""
             add = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in counts).encode("utf-8")
-            with gzip.GzipFile(KEPT / "counts.jsonl.gz", "wb", mtime=0, compresslevel=9) as gz:
-                gz.write(old + add)
+            atomic_write_bytes(KEPT / "counts.jsonl.gz", gzip.compress(old + add, 9, mtime=0))
         else:
             append_counts(d / "counts.jsonl", counts)
     g = _grid()
@@ -220,16 +265,34 @@ def merge(src: Path, init: str = "llm-icl") -> int:
             "at": _now(), "from": str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else str(src),
             "initialization": init, "fine_tunes": len(keys), "datasets": sorted({k[0] for k in keys}),
             "machine": info.get("machine"), "argv": " ".join(info.get("argv", [])[1:]),
-            "run_start": info.get("start_time"), "run_end": info.get("end_time")})
+            "run_start": info.get("start_time"), "run_end": info.get("end_time"),
+            **({"replaced_rows": replaced} if replace else {})})
     icl = export_icl_answers() if init == "llm-icl" else None
     if icl:
         g["icl_answers"] = icl
     g["fine_tunes"] = _fine_tunes(KEPT / "results.csv")
     _write_grid(g)
     skipped = len({(r["dataset"], str(r["seed"])) for r in rows}) - len(keys)
-    print(f"[cpu_grid] merged {len(keys)} {init} fine-tunes from {src} ({skipped} already in the grid); "
+    print(f"[cpu_grid] merged {len(keys)} {init} fine-tunes from {src} ({skipped} already in the grid"
+          f"{f', {replaced} rows replaced' if replace else ''}); "
           f"{g['fine_tunes']} in {KEPT.relative_to(ROOT)}")
+    if new:
+        refresh_summaries(init)
     return 0
+
+
+def refresh_summaries(init: str) -> list[Path]:
+    """Rewrite the kept grid's tables after a merge: the full ``summary_ci.csv/.png`` (metaie against every
+    other initialization) and the narrowed ``summary_ci_metaie_vs_<init>.csv/.png``, so the committed tables
+    never lag the committed rows -> the files written."""
+    from metaie_utils.summary import output_stem, summarize_run
+
+    written = []
+    for baselines in [None] + ([[init]] if init != "metaie" else []):
+        summarize_run(KEPT, baselines=baselines, log=lambda *_: None)
+        written += [KEPT / f"{output_stem('metaie', baselines)}{ext}" for ext in (".csv", ".png")]
+    print(f"[cpu_grid] rewrote {', '.join(p.name for p in written)} in {KEPT.relative_to(ROOT)}")
+    return written
 
 
 def status() -> int:
@@ -317,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("merge", help="add one initialization's rows from another stage-05 run (e.g. llm-icl)")
     m.add_argument("run_dir", type=Path, help="the other run, e.g. outputs/05_fewshot_eval/icl-forward")
     m.add_argument("--init", default="llm-icl", help="the initialization to take (default llm-icl)")
+    m.add_argument("--replace", action="store_true",
+                   help="the run's rows replace the grid's for the same dataset, initialization and seed (a rerun after a fix)")
     a = ap.parse_args(argv)
     if a.cmd == "run":
         return run(a.set, a.export_every, a.force)
@@ -325,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "export":
         return export()
     if a.cmd == "merge":
-        return merge(a.run_dir, a.init)
+        return merge(a.run_dir, a.init, a.replace)
     return status()
 
 

@@ -151,8 +151,25 @@ def test_merge_adds_another_runs_llm_icl_rows_once_and_only_on_the_grids_support
         ("conll2003", "llm-icl"), ("wnut17", "llm-icl")]
     g = json.loads((grid.KEPT / "grid.json").read_text())
     assert g["merged"][0]["fine_tunes"] == 2 and g["merged"][0]["argv"] == "evaluate --init llm-icl" and g["fine_tunes"] == 4
+    for stem in ("summary_ci", "summary_ci_metaie_vs_llm-icl"):  # the committed tables follow the committed rows
+        table = (grid.KEPT / f"{stem}.csv").read_text()
+        assert "llm-icl" in table and "wnut17" in table and (grid.KEPT / f"{stem}.png").is_file()
     grid.merge(src)  # again: nothing is added twice
     assert len(read_results(grid.KEPT / "results.csv")) == 4 and len(json.loads((grid.KEPT / "grid.json").read_text())["merged"]) == 1
+    # a rerun after a fix replaces the grid's rows and counts of the same (dataset, initialization, seed)
+    fixed = tmp_path / "outputs" / "05_fewshot_eval" / "icl-fix"
+    _results(fixed / "results.csv", [{**icl, "dataset": "wnut17", "f1": "0.5"}])
+    (fixed / "counts.jsonl").write_text(json.dumps({"dataset": "wnut17", "initialization": "llm-icl", "seed": 0,
+                                                    "subtask": "entity", "test_ids": ["t2"], "counts": [[1, 1, 1]]}) + "\n")
+    grid.merge(fixed)  # without --replace: the grid keeps its row
+    assert [r["f1"] for r in read_results(grid.KEPT / "results.csv") if r["dataset"] == "wnut17" and r["initialization"] == "llm-icl"] == ["0.25"]
+    grid.merge(fixed, replace=True)
+    for d in (grid.KEPT, grid.RUN):
+        rows = read_results(d / "results.csv")
+        assert len(rows) == 4 and [r["f1"] for r in rows if r["dataset"] == "wnut17" and r["initialization"] == "llm-icl"] == ["0.5"]
+    counts = [json.loads(x) for x in gzip.decompress((grid.KEPT / "counts.jsonl.gz").read_bytes()).splitlines()]
+    assert [c.get("test_ids") for c in counts if c["dataset"] == "wnut17"] == [["t2"]] and len(counts) == 3
+    assert json.loads((grid.KEPT / "grid.json").read_text())["merged"][-1]["replaced_rows"] == 1
     # a run on another support set (another n_support for the same dataset and seed) is refused
     other = tmp_path / "outputs" / "05_fewshot_eval" / "icl-b"
     _results(other / "results.csv", [{**icl, "dataset": "conll2003", "seed": "0", "n_support": "7"}])

@@ -822,6 +822,42 @@ def test_llm_icl_runs_the_students_multi_stage_queries_on_re_and_aste(tmp_path, 
     assert all(set(p) >= {stage2} for p in pred)
 
 
+@pytest.mark.parametrize("name", ["qasrl", "up-ewt"])
+def test_llm_icl_on_srl_shows_the_supports_own_answers_as_worked_examples(tmp_path, monkeypatch, name):
+    """SRL has no first stage: every query names (or asks about) a gold predicate. The old guess (a label queried
+    on more than one support sentence is a first-stage type) took QA-SRL's prompts for first-stage ones, so every
+    demonstration was asked the TEST sentence's questions and answered "- none": the teacher answered "- none"
+    to everything (0 spans, F1 0.0). Every demonstration now asks its own queries and shows its own answers."""
+    from metaie_utils.stages.fewshot import baselines
+    from metaie_utils.tasks import get_dataset
+
+    ds = get_dataset(name)
+    assert ds.first_stage_labels() == frozenset()
+    support = [ex for ex in ds.load("dev") if ex.frames][:4]
+    chats = []
+
+    def record(client, cs, **kw):
+        chats.extend(cs)
+        return ["- none"] * len(cs)
+
+    monkeypatch.setattr(baselines, "llm_complete", record)
+    ext = baselines.icl_extractor(EvalConfig(out_root=str(tmp_path)), support, ds)
+    try:
+        ds.predict(ext, [ex for ex in ds.load("test") if ex.frames][:3])
+    finally:
+        ext.close()
+    assert chats
+    own = {" ".join(ex.tokens): {baselines._label_key(q) for q in ds.queries(ex)} for ex in support}
+    for chat in chats:
+        demos = list(zip(chat[1:-1:2], chat[2:-1:2]))
+        assert demos, "no demonstration in the prompt"
+        for user, assistant in demos:
+            sentence, queries = user["content"].split("\nQueries: ")
+            assert {baselines._label_key(q) for q in queries.split("; ")} <= own[sentence]  # its own queries
+        answered = [a["content"] for _, a in demos if a["content"] != "- none"]
+        assert answered, "every demonstration answers '- none'"
+
+
 def test_ner_distillation_replays_a_shipped_set_and_asks_only_what_it_lacks(tmp_path, monkeypatch):
     """A shipped ner-icl-v1 set that holds every sentence stands in for the teacher (no server is started);
     a partial one is put into the teacher's cache, so only the missing sentences are asked."""

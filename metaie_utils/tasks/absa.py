@@ -74,6 +74,9 @@ class ABSADataset(_SentimentDataset):
     def gold(self, ex: Example) -> dict[str, set[tuple]]:
         return {"aspect": {(t[0], t[1], t[4]) for t in ex.triplets}}
 
+    def first_stage_labels(self) -> frozenset[str]:
+        return frozenset(aspect_label(p) for p in POLARITIES)
+
     def predict(self, extractor: Extractor, examples: Sequence[Example], batch_size: int = 64) -> list[dict[str, set[tuple]]]:
         labs = {aspect_label(p): p for p in POLARITIES}
         res = run_queries(extractor, [ex.tokens for ex in examples], [list(labs)] * len(examples), batch_size, desc=f"{self.name} aspects")
@@ -104,6 +107,10 @@ class ASTEDataset(_SentimentDataset):
 
     def gold(self, ex: Example) -> dict[str, set[tuple]]:
         return {"opinion": {(t[2], t[3], t[4]) for t in ex.triplets}, "triplet": set(ex.triplets)}
+
+    def first_stage_labels(self) -> frozenset[str]:
+        """The opinion-polarity queries; each aspect query names one opinion term."""
+        return frozenset(opinion_label(p) for p in POLARITIES)
 
     def predict(
         self,

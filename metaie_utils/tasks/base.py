@@ -245,6 +245,13 @@ class TaskDataset:
     def example_types(self, ex: Example) -> set[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def first_stage_labels(self) -> frozenset[str] | None:
+        """The labels :meth:`predict` asks of EVERY sentence (entity types, ``Event trigger``, opinion
+        polarities); every other query names one sentence's anchor (a head entity, a trigger, a predicate).
+        Empty when every query is anchored (SRL on gold predicates); None when a dataset does not say, and the
+        llm-icl prompt then guesses from the support set (:func:`~metaie_utils.stages.fewshot.baselines.fixed_labels`)."""
+        return None
+
     def instances(self, ex: Example) -> list[dict]:  # pragma: no cover - abstract
         raise NotImplementedError
 

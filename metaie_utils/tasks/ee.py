@@ -152,6 +152,10 @@ class EEDataset(TaskDataset):
             out.update(trigger=trig, argument=args)
         return out
 
+    def first_stage_labels(self) -> frozenset[str]:
+        """The trigger queries (``Event trigger``, or one per event type when typed)."""
+        return frozenset(self.type_of_label)
+
     def predict(
         self,
         extractor: Extractor,

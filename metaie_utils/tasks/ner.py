@@ -62,6 +62,9 @@ class NERDataset(TaskDataset):
     def gold(self, ex: Example) -> dict[str, set[tuple]]:
         return {"entity": {(s, e, t) for s, e, t in ex.entities}}
 
+    def first_stage_labels(self) -> frozenset[str]:
+        return frozenset(self.labels.values())
+
     def predict(self, extractor: Extractor, examples: Sequence[Example], batch_size: int = 64) -> list[dict[str, set[tuple]]]:
         """Query every label on every sentence; resolve same-span conflicts by score."""
         labs = list(self.labels.values())

@@ -129,6 +129,10 @@ class REDataset(TaskDataset):
             g["entity"] = set(ex.entities)
         return g
 
+    def first_stage_labels(self) -> frozenset[str]:
+        """The entity types (none with ``entity_stage=False``: the marked entities are given)."""
+        return frozenset(self.entity_labels.values()) if self.entity_stage else frozenset()
+
     def predict(
         self,
         extractor: Extractor,

@@ -105,6 +105,10 @@ class SRLDataset(TaskDataset):
     def gold(self, ex: Example) -> dict[str, set[tuple]]:
         return {"argument": {(fr.predicate[0], fr.predicate[1], r, s, e) for fr in ex.frames for s, e, r in fr.arguments}}
 
+    def first_stage_labels(self) -> frozenset[str]:
+        """None: every query names a gold predicate (or is a QA-SRL question about one)."""
+        return frozenset()
+
     def predict(self, extractor: Extractor, examples: Sequence[Example], batch_size: int = 64) -> list[dict[str, set[tuple]]]:
         """Argument queries on the gold predicates (one stage)."""
         queries = [self.queries(ex) for ex in examples]

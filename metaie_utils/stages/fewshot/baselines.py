@@ -72,8 +72,16 @@ def plain_quotes(label: str) -> str:
 
 
 def _label_key(label: str) -> str:
-    """What a teacher's copy of a query must keep to count as that query: its words, any quotes and case aside."""
-    return " ".join(label.replace("``", " ").replace("''", " ").replace('"', " ").lower().split())
+    """What a teacher's copy of a query must keep to count as that query: its characters, any quotes, case and
+    spacing aside (support instances hold QA-SRL's questions tokenized, ``Who found something ?``, the test
+    sentence's queries as written, ``Where did someone go?``; the teacher copies either form).
+
+    >>> _label_key("Where did someone go ?") == _label_key("where did someone go?")
+    True
+    >>> _label_key("Term for Positive Opinion `` good ''") == _label_key('Term for Positive Opinion "good"')
+    True
+    """
+    return "".join(label.replace("``", " ").replace("''", " ").replace('"', " ").lower().split())
 
 
 class BaselineError(ValueError):
@@ -452,7 +460,8 @@ def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tu
     is the sentence, then a ``Queries:`` line. A demonstration shows its answers to the queries asked when they
     are among its labels (a first stage: types shared by every sentence); otherwise (a second stage, whose
     queries name the sentence's own anchors) it shows its own second-stage answers, the labels outside
-    ``fixed_labels``, as worked examples of the query format. The system prompt and the demonstrations do not
+    ``fixed_labels``, as worked examples of the query format. ``fixed_labels`` are the first-stage labels
+    (:func:`first_stage_labels`): None counts every query as first-stage, an empty set none (SRL). The system prompt and the demonstrations do not
     depend on the queried sentence's second-stage queries, so every prompt of one stage shares its prefix: a
     llama.cpp server re-reads only the last message (icl-v1 named the queries in the system prompt, so each
     second-stage prompt, ~1,900 tokens, was read whole: ~11 s a prompt on one core).
@@ -479,8 +488,8 @@ def icl_messages(words: Sequence[str], labels: Sequence[str], demos: Sequence[tu
                   'sentence that answer each query. Answer one span per line as "- <query>: <span>", copying the query '
                   'and the span from the message; answer "- none" when no query has an answer.')
     msgs = [{"role": "system", "content": system}]
-    asked, fixed = set(labels), fixed_labels or frozenset()
-    first_stage = task == "ner" or any(lab in fixed for lab in asked) or not fixed
+    asked, fixed = set(labels), fixed_labels
+    first_stage = task == "ner" or fixed is None or any(lab in fixed for lab in asked)
 
     def turn(ws: Sequence[str], queries: Sequence[str]) -> str:
         return " ".join(ws) if task == "ner" else " ".join(ws) + "\nQueries: " + ("; ".join(map(plain_quotes, queries)) or "-")
@@ -517,6 +526,17 @@ def fixed_labels(instances: Iterable[Mapping[str, Any]]) -> frozenset[str]:
         label, words = instance_sentence(inst)
         seen[label].add(tuple(words))
     return frozenset(lab for lab, sents in seen.items() if len(sents) > 1)
+
+
+def first_stage_labels(dataset: Any, instances: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The labels ``dataset`` asks of every sentence (its ``first_stage_labels()``), or, for a dataset that does
+    not say, the guess :func:`fixed_labels` makes from the support instances. The guess fails where an anchored
+    query repeats across support sentences: QA-SRL's questions ("Where did someone go?") and UP-EWT's
+    ``A0 Argument for Predicate "is"`` made second-stage prompts look like first-stage ones, whose
+    demonstrations then answered "- none" to every query (QA-SRL: 0 spans predicted, F1 0.0)."""
+    own = getattr(dataset, "first_stage_labels", None)
+    labels = own() if callable(own) else None
+    return frozenset(labels) if labels is not None else fixed_labels(instances)
 
 
 def parse_icl_response(response: str | None, words: Sequence[str], labels: Sequence[str]) -> list[Span]:
@@ -569,7 +589,7 @@ class IclExtractor:
     demos: list = field(default_factory=list)
     closer: Any = None
     task: str = "ner"
-    fixed: frozenset = frozenset()
+    fixed: frozenset | None = None  # the first-stage labels (None: every query is one)
 
     def extract(self, texts: Sequence[str | Sequence[str]], labels: Sequence[str] | Sequence[Sequence[str]]) -> list[list[Span]]:
         from metaie_utils.core.text import word_tokenize
@@ -669,7 +689,7 @@ def icl_extractor(cfg: Any, support: list, dataset: Any) -> IclExtractor:
         return llm_complete(client, chats, prompt_version=ICL_PROMPT_VERSIONS["ner" if task == "ner" else "other"])
 
     return IclExtractor(complete=complete, demos=demonstrations(instances), closer=client.close, task=task,
-                        fixed=fixed_labels(instances))
+                        fixed=first_stage_labels(dataset, instances))
 
 
 @contextlib.contextmanager
@@ -695,7 +715,7 @@ def llm_complete(client: Any, chats: list[list[dict]], max_tokens: int = 128, pr
 
     reqs = [{"messages": m, "temperature": 0.0, "max_tokens": max_tokens, "sample_index": 0, "prompt_version": prompt_version}
             for m in chats]
-    done = client.complete_many(reqs, progress=False)
+    done = client.complete_many(reqs, progress=len(reqs) > 1)  # a stage's prompts can take an hour on one CPU core
     cut = [c for c in done if getattr(c, "finish_reason", None) == "length" and (getattr(c, "completion_tokens", 0) or 0) < max_tokens]
     if cut:  # the server stopped before max_tokens: the prompt filled its context window
         logging.getLogger(__name__).warning(
