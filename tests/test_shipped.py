@@ -190,3 +190,22 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
     with pytest.raises(OSError, match="disk full"):
         cio.atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl.gz"]
+
+
+def test_atomic_write_gives_the_mode_a_plain_write_would(tmp_path):
+    """mkstemp's tmp file is 0600: renamed into place, it made rewritten outputs unreadable to other users."""
+    import os
+    import stat
+
+    from metaie_utils.core import io as cio
+
+    old = os.umask(0o022)
+    try:
+        new = cio.atomic_write_bytes(tmp_path / "new.csv", b"x")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+        kept = tmp_path / "kept.sh"
+        kept.write_bytes(b"a")
+        kept.chmod(0o750)
+        assert stat.S_IMODE(cio.atomic_write_bytes(kept, b"b").stat().st_mode) == 0o750
+    finally:
+        os.umask(old)

@@ -58,14 +58,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
     The tmp name is unique per call, so two processes writing the same file (parallel few-shot workers) never
     move each other's tmp file away; the last rename wins and a reader never sees half a file. The data is
-    fsync'ed before the rename, so a crash leaves the old file or the new one, never an empty one.
+    fsync'ed before the rename, so a crash leaves the old file or the new one, never an empty one. The file gets
+    the mode an ``open(path, "w")`` would give it: the old file's, else 0666 less the umask (``mkstemp``'s tmp
+    file is 0600, which made every rewritten output unreadable to the machine's other users).
     """
     path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
