@@ -72,16 +72,17 @@ def plain_quotes(label: str) -> str:
 
 
 def _label_key(label: str) -> str:
-    """What a teacher's copy of a query must keep to count as that query: its characters, any quotes, case and
-    spacing aside (support instances hold QA-SRL's questions tokenized, ``Who found something ?``, the test
-    sentence's queries as written, ``Where did someone go?``; the teacher copies either form).
+    """What a teacher's copy of a query must keep to count as that query: its characters, any quotes, case,
+    spacing and closing punctuation aside (support instances hold QA-SRL's questions tokenized, ``Who found
+    something ?``, the test sentence's queries as written, ``Where did someone go?``; the teacher copies the
+    latter in the demonstrations' style, ``Where did someone go? ?``).
 
-    >>> _label_key("Where did someone go ?") == _label_key("where did someone go?")
+    >>> _label_key("Where did someone go ?") == _label_key("where did someone go?") == _label_key("Where did someone go? ?")
     True
     >>> _label_key("Term for Positive Opinion `` good ''") == _label_key('Term for Positive Opinion "good"')
     True
     """
-    return "".join(label.replace("``", " ").replace("''", " ").replace('"', " ").lower().split())
+    return "".join(label.replace("``", " ").replace("''", " ").replace('"', " ").lower().split()).rstrip("?.!")
 
 
 class BaselineError(ValueError):
