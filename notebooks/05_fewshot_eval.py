@@ -72,6 +72,7 @@ fewshot_max_length = 0  # sub-tokens per query in few-shot training and extracti
 fewshot_max_steps = 300  # 0: epochs decide; n > 0 caps optimizer steps (the same for every initialization)
 fewshot_min_epochs = 3  # with fewshot_max_steps > 0: at least this many epochs over the instances (0: the cap alone)
 fewshot_neg_share = 0.5  # 0.5 chosen by the recipe comparison (README); 0: every all-O instance is trained on; s in (0, 1): all-O instances sampled down to this share
+fewshot_collapse_retries = 1  # a fine-tune predicting no span on its own support sentences is retrained with twice the steps, up to this many times (0: never)
 fewshot_class_weight = "none"  # "none" | "balanced": B/I/O loss weights n / (3 n_tag)
 fewshot_precision = "auto"  # few-shot training: "auto" (GPU half; CPU bf16 with AMX/AVX512-BF16 units, else fp32) | "fp32" | "bf16" (CPU: AMX/AVX512-BF16 only) | "fp16"
 eval_batch_size = 64  # (sentence, label) queries per forward pass

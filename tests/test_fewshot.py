@@ -504,6 +504,39 @@ def test_a_collapsed_fine_tune_is_flagged_in_results_summary_and_report(tmp_path
     assert "collapsed" not in fewshot.summary_table(summary).loc[("fake", "entity"), "metaie"]
 
 
+def test_a_fine_tune_that_does_not_fit_its_support_is_retrained_once_with_twice_the_steps(tmp_path):
+    """Issue 13: 14lap ASTE's vanilla opinion stage predicted nothing, on its support sentences or the test ones,
+    after 300 steps. The rule looks at the support set only: a model that predicts no span there is trained
+    again from its initialization (not resumed) with twice the budget; both initializations are under it."""
+    ds = FakeNER()
+    trained = []
+
+    def train(instances, init, out, cfg, seed):
+        assert not (Path(out) / "marker").exists(), "the retry resumed from the collapsed model"
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "marker").write_text(init)
+        trained.append((init, cfg.fewshot_max_steps, cfg.fewshot_min_epochs))
+        return out
+
+    def load(path, cfg):  # vanilla fits only with the doubled budget
+        return OracleExtractor() if "metaie" in str(path) or cfg.fewshot_max_steps >= 600 else SilentExtractor()
+
+    backend = Backend(get_dataset=lambda n: ds, score=fake_score, train=train, load_extractor=load,
+                      icl_extractor=lambda *a: None, build_init=lambda name, cfg: f"/init/{name}")
+    cfg = EvalConfig(datasets=["fake"], initializations=["vanilla", "metaie"], shots=2, fewshot_seeds=1, test_cap=8,
+                     meta_model="/some/meta", fewshot_workers=1)
+    rows = {r["initialization"]: r for r in run_fewshot(cfg, tmp_path / "a", backend, log=lambda m: None)}
+    assert sorted(trained) == [("/init/metaie", 300, 3.0), ("/init/vanilla", 300, 3.0), ("/init/vanilla", 600, 6.0)]
+    assert (rows["vanilla"]["train_attempts"], rows["vanilla"]["collapsed"]) == ("2", "")
+    assert (rows["metaie"]["train_attempts"], rows["metaie"]["collapsed"]) == ("1", "")
+    assert "collapse_retries=1" in rows["vanilla"]["recipe"]
+    trained.clear()  # the rule off (the authors' recipe): the collapse stands and is flagged
+    rows = {r["initialization"]: r for r in run_fewshot(cfg.model_copy(update={"fewshot_collapse_retries": 0}),
+                                                         tmp_path / "b", backend, log=lambda m: None)}
+    assert sorted(trained) == [("/init/metaie", 300, 3.0), ("/init/vanilla", 300, 3.0)]
+    assert (rows["vanilla"]["train_attempts"], rows["vanilla"]["collapsed"]) == ("1", "support+test")
+
+
 def _tiny_model(path: Path) -> str:
     """A randomly initialised 2-layer BERT (hidden 32) with a word-level vocab, saved to ``path``."""
     from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast

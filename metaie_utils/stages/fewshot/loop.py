@@ -63,7 +63,7 @@ RESULT_FIELDS = [
     "dataset", "task", "initialization", "seed", "subtask", "precision", "recall", "f1",
     "tp", "n_gold", "n_pred", "n_test", "test_cap", "shots", "n_support", "n_instances", "recipe", "note",
     "support_n_pred", "collapsed", "pretrain_sources", "pretrain_instances", "max_length", "train_truncated", "test_windowed",
-    "train_precision", "train_steps", "train_samples", "train_s",
+    "train_precision", "train_steps", "train_samples", "train_s", "train_attempts",
 ]
 
 
@@ -100,6 +100,7 @@ class EvalConfig(StageConfig):
     fewshot_max_steps: int = 300  # 0 = epochs decide; n > 0 caps optimizer steps (the same budget for every init)
     fewshot_min_epochs: float = 3  # with fewshot_max_steps > 0: the cap rises to at least this many epochs over the fine-tune's instances (0 = the cap alone)
     fewshot_neg_share: float = 0.5  # 0.5: chosen by the recipe comparison (README); 0 = every all-O instance is trained on; s in (0, 1): all-O instances are sampled (seeded) down to at most this share
+    fewshot_collapse_retries: int = 1  # a fine-tune that predicts no span on its own support sentences is trained again from its initialization with twice the step budget, up to this many times (0 = never); the same rule for every initialization
     fewshot_class_weight: str = "none"  # "none" | "balanced": B/I/O cross-entropy weights n / (3 n_tag) over the fine-tune's tags
     fewshot_precision: str = "auto"  # few-shot training: "auto" (bf16/fp16 on a GPU; on a CPU bf16 where it has AMX/AVX512-BF16 units, else fp32) | "fp32" (exact) | "bf16" (autocast; on a CPU only with AMX/AVX512-BF16 units) | "fp16" (CUDA)
     eval_batch_size: int = 64  # (sentence, label) queries per forward pass at test time
@@ -187,6 +188,7 @@ def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
         "min_epochs": cfg.fewshot_min_epochs,
         "neg_share": cfg.fewshot_neg_share,
         "class_weight": cfg.fewshot_class_weight,
+        "collapse_retries": cfg.fewshot_collapse_retries,
         "precision": fewshot_precision(cfg),
         "num_layers": cfg.num_layers,
         "architecture": cfg.architecture,
@@ -726,6 +728,58 @@ def _job_in_worker(backend: Backend, cfg: EvalConfig, run_dir: Path, name: str, 
     return run_job(backend, cfg, run_dir, ds, name, seed, init, ckpt, recipe, extra)
 
 
+def doubled_budget(cfg: EvalConfig, times: int = 1) -> EvalConfig:
+    """``cfg`` with its few-shot step budget doubled ``times`` times: the step cap and its floor in epochs, or
+    the epochs when they decide (``fewshot_max_steps: 0``, the authors' recipe).
+
+    >>> c = doubled_budget(EvalConfig(fewshot_max_steps=300, fewshot_min_epochs=3))
+    >>> c.fewshot_max_steps, c.fewshot_min_epochs, c.fewshot_epochs
+    (600, 6.0, 100)
+    >>> doubled_budget(EvalConfig(fewshot_max_steps=0, fewshot_epochs=100)).fewshot_epochs
+    200.0
+    """
+    k = 2 ** times
+    if cfg.fewshot_max_steps > 0:
+        return cfg.model_copy(update={"fewshot_max_steps": cfg.fewshot_max_steps * k,
+                                      "fewshot_min_epochs": float(cfg.fewshot_min_epochs * k)})
+    return cfg.model_copy(update={"fewshot_epochs": float(cfg.fewshot_epochs * k)})
+
+
+def support_collapsed(scores: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The sub-tasks on which a fine-tune predicts no span on its own support sentences although they hold some.
+
+    >>> support_collapsed({"opinion": {"n_pred": 0, "n_gold": 26}, "triplet": {"n_pred": 3, "n_gold": 30}, "x": {"n_pred": 0, "n_gold": 0}})
+    ['opinion']
+    """
+    return [sub for sub, m in scores.items()
+            if collapse_flag("", m.get("n_pred", "")) == "support" and int(m.get("n_gold") or 0) > 0]
+
+
+def fit_support(backend: Backend, ds: Any, support: list, instances: list, ckpt: str, out: Path, cfg: EvalConfig,
+                seed: int) -> tuple[Path, Any, dict, int]:
+    """Fine-tune ``ckpt`` on the support instances and check the model on its own support sentences; a model
+    that predicts nothing on a sub-task whose support holds spans has not fitted its training data (14lap ASTE's
+    vanilla opinion stage on seed 0: 300 steps, no opinion term predicted anywhere), so it is trained again from
+    ``ckpt`` with twice the step budget, up to ``cfg.fewshot_collapse_retries`` times. The rule looks at the
+    support set only, never at the test sentences, and is the same for every initialization.
+    -> (model dir, its extractor, its support scores, attempts)."""
+    golds = [ds.gold(ex) for ex in support]
+    attempt = 0
+    while True:
+        run_cfg = doubled_budget(cfg, attempt) if attempt else cfg
+        model_dir = backend.train(instances, ckpt, out, run_cfg, seed)
+        extractor = backend.load_extractor(model_dir, run_cfg)
+        scores = backend.score(ds, golds, ds.predict(extractor, support, cfg.eval_batch_size))
+        attempt += 1
+        if attempt > cfg.fewshot_collapse_retries or not support_collapsed(scores):
+            return model_dir, extractor, scores, attempt
+        if callable(getattr(extractor, "close", None)):
+            extractor.close()
+        del extractor
+        if Path(out).is_dir():  # from the initialization again, not resumed from the collapsed model
+            shutil.rmtree(out, ignore_errors=True)
+
+
 def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str, seed: int, init: str, ckpt: str,
             recipe: str, extra: Mapping[str, Any] | None = None) -> dict:
     """One (dataset, seed, initialization): fine-tune on the support set (written by :func:`prepare_support`),
@@ -744,9 +798,9 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
         base.update(n_test=len(test), test_cap=cap, recipe=f"icl;teacher={cfg.teacher};k={cfg.shots}")
         extractor = backend.icl_extractor(cfg, instances, ds)
     else:
-        model_dir = backend.train(instances, ckpt, work / "model", cfg, seed)
-        extractor = backend.load_extractor(model_dir, cfg)
-        base.update(_window_counts(model_dir))
+        model_dir, extractor, support_scores, attempts = fit_support(backend, ds, support, instances, ckpt, work / "model",
+                                                                     cfg, seed)
+        base.update(_window_counts(model_dir), train_attempts=attempts)
     anchored = tuple(getattr(ds, "gold_anchor_subtasks", ()) or ()) if cfg.gold_anchor_rows else ()
     try:
         preds = ds.predict(extractor, test, cfg.eval_batch_size)
@@ -755,10 +809,8 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
                 p.update({gold_anchor_key(k): gp.get(k, set()) for k in anchored})
         if getattr(extractor, "n_queries", 0):  # test queries longer than the window: read in windows, not cut
             base["test_windowed"] = f"{extractor.n_windowed}/{extractor.n_queries}"
-        support_scores = None
-        if init != "llm-icl":  # collapse check: does the fine-tuned model predict anything on its own support?
-            support_scores = backend.score(ds, [ds.gold(ex) for ex in support],
-                                           ds.predict(extractor, support, cfg.eval_batch_size))
+        if init == "llm-icl":
+            support_scores = None
     finally:
         if callable(getattr(extractor, "close", None)):
             extractor.close()
