@@ -802,13 +802,14 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
                                                                      cfg, seed)
         base.update(_window_counts(model_dir), train_attempts=attempts)
     anchored = tuple(getattr(ds, "gold_anchor_subtasks", ()) or ()) if cfg.gold_anchor_rows else ()
-    try:
+    try:  # the extractor has already read the support sentences (the collapse check): count the test's queries only
+        asked0, windowed0 = getattr(extractor, "n_queries", 0), getattr(extractor, "n_windowed", 0)
         preds = ds.predict(extractor, test, cfg.eval_batch_size)
         if anchored:  # stage 2 again on the gold anchors: a weak first stage told apart from a weak second one
             for p, gp in zip(preds, ds.predict(extractor, test, cfg.eval_batch_size, anchors="gold")):
                 p.update({gold_anchor_key(k): gp.get(k, set()) for k in anchored})
-        if getattr(extractor, "n_queries", 0):  # test queries longer than the window: read in windows, not cut
-            base["test_windowed"] = f"{extractor.n_windowed}/{extractor.n_queries}"
+        if getattr(extractor, "n_queries", 0) - asked0:  # test queries longer than the window: read in windows, not cut
+            base["test_windowed"] = f"{extractor.n_windowed - windowed0}/{extractor.n_queries - asked0}"
         if init == "llm-icl":
             support_scores = None
     finally:
