@@ -797,6 +797,7 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
         test = capped_test(test, cap) if cap else test
         base.update(n_test=len(test), test_cap=cap, recipe=f"icl;teacher={cfg.teacher};k={cfg.shots}")
         extractor = backend.icl_extractor(cfg, instances, ds)
+        support_scores = None  # a prompted teacher has no fit to check
     else:
         model_dir, extractor, support_scores, attempts = fit_support(backend, ds, support, instances, ckpt, work / "model",
                                                                      cfg, seed)
@@ -810,8 +811,6 @@ def run_job(backend: Backend, cfg: EvalConfig, run_dir: Path, ds: Any, name: str
                 p.update({gold_anchor_key(k): gp.get(k, set()) for k in anchored})
         if getattr(extractor, "n_queries", 0) - asked0:  # test queries longer than the window: read in windows, not cut
             base["test_windowed"] = f"{extractor.n_windowed - windowed0}/{extractor.n_queries - asked0}"
-        if init == "llm-icl":
-            support_scores = None
     finally:
         if callable(getattr(extractor, "close", None)):
             extractor.close()
