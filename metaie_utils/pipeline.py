@@ -278,23 +278,41 @@ def print_results(dirs: Mapping[str, Path]) -> None:
 
 # ----------------------------------------------------------------------------------------------- sweeps
 
-def run_sweep(spec_path: str | Path, dry_run: bool = False, log_output: bool = False, only: str | None = None) -> list[dict[str, Any]]:
+def run_sweep(spec_path: str | Path, dry_run: bool = False, log_output: bool = False, only: str | None = None,
+              narrow: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Expand a sweep spec (see docs/ARCHITECTURE.md "Sweeps") and run every unfinished point.
 
     ``spec_path`` is a path or a bare name in params/sweeps/. Records ``outputs/sweeps/<name>/sweep.json``
     (spec + points). A sweep.json written by a different spec under the same name, or a run directory
     whose manifest contradicts its point, is refused with the fix named (ablations.check_*).
+
+    ``narrow`` (``sweep --set``) runs a part of every point now: a stage's extendable lists cut to a subset of
+    the spec's (``datasets=[conll2003]``), or an execution key (``fewshot_workers``). Nothing else may be set,
+    since the runs would no longer be the spec's. The same sweep without ``--set`` later extends the narrowed
+    runs (their finished fine-tunes kept); a point whose runs already hold the narrowed part counts as finished.
     """
     from metaie_utils.stages.ablations import (
+        EXECUTION_KEYS,
+        SweepSpecError,
         check_compatible_record,
         check_run_matches,
         expand_sweep,
         load_sweep_spec,
+        run_covers,
     )
 
     spec = load_sweep_spec(spec_path)
     points = expand_sweep(spec)
     base = load_params(spec.params, dict(spec.set))
+    narrow = dict(narrow or {})
+    extendable = sorted({k for s in spec.stages for k in getattr(stage_class(s), "extendable", ())})
+    for k in narrow:
+        if k not in extendable and k not in EXECUTION_KEYS:
+            raise SweepSpecError(
+                f"sweep --set {k}=...: a sweep's --set may only narrow {' or '.join(extendable) or '(no list of these stages)'} "
+                f"to a subset of the spec's, or set {', '.join(sorted(EXECUTION_KEYS))}; {k!r} would make the runs "
+                f"differ from the spec's points. Change it in the spec (under another sweep name) instead."
+            )
     out_root = base.get("out_root", "outputs")
     sweep_dir = resolve(out_root) / "sweeps" / spec.name
     record_path = sweep_dir / "sweep.json"
@@ -308,13 +326,20 @@ def run_sweep(spec_path: str | Path, dry_run: bool = False, log_output: bool = F
     for i, pt in enumerate(points, 1):
         if only and only not in pt.run_name:
             continue
-        params = load_params(spec.params, {**pt.overrides, "run_name": pt.run_name})
+        for k in set(narrow) & set(extendable):
+            full = pt.overrides.get(k, base.get(k))
+            if not (isinstance(narrow[k], list) and narrow[k] and isinstance(full, list) and set(narrow[k]) <= set(full)):
+                raise SweepSpecError(f"sweep --set {k}={narrow[k]!r}: not a non-empty part of point {pt.run_name}'s {k} {full!r}.")
+        wanted = {**pt.overrides, **narrow}
+        params = load_params(spec.params, {**wanted, "run_name": pt.run_name})
         stages = list(spec.stages)
         for s in stages:
-            check_run_matches(run_dir_for(s, pt.run_name, out_root), stage_params(s, pt.overrides))
-        done = all(is_finished(run_dir_for(s, pt.run_name, out_root)) for s in stages)
+            check_run_matches(run_dir_for(s, pt.run_name, out_root), stage_params(s, pt.overrides), extendable)
+        done = all(is_finished(d) and run_covers(d, stage_params(s, wanted), extendable)
+                   for s in stages for d in [run_dir_for(s, pt.run_name, out_root)])
         status = "finished" if done else ("planned" if dry_run else "running")
-        print(f"[sweep {spec.name}] point {i}/{len(points)} {pt.run_name}: {status}", flush=True)
+        part = "".join(f", {k}={v}" for k, v in narrow.items())
+        print(f"[sweep {spec.name}] point {i}/{len(points)} {pt.run_name}{part}: {status}", flush=True)
         t0 = time.time()
         if not dry_run and not done:
             run_pipeline(params, stages, reuse=spec.reuse, log_output=log_output)
@@ -350,7 +375,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
-        res = run_sweep(args.spec, dry_run=args.dry_run, log_output=args.log_output, only=args.only)
+        res = run_sweep(args.spec, dry_run=args.dry_run, log_output=args.log_output, only=args.only,
+                        narrow=parse_set(args.set or []))
     except StageFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -376,5 +402,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     s.add_argument("spec", help="path of the sweep spec")
     s.add_argument("--dry-run", action="store_true", help="list the points and their status, run nothing")
     s.add_argument("--only", help="run only points whose run name contains this text")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="run a part now: datasets=[...] or initializations=[...] (a subset of the spec's; the sweep "
+                        "without --set later extends it), or fewshot_workers=N; repeatable")
     s.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
     s.set_defaults(func=_cmd_sweep)

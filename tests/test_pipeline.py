@@ -174,3 +174,42 @@ def test_a_stage_run_alone_says_how_to_use_the_finished_upstream(tmp_path, monke
     assert "--reuse 01_sample_corpus=x" in capsys.readouterr().out
     pipeline.run_pipeline(params, ["02_distill_llm"], reuse={"01_sample_corpus": "x"})
     assert "--reuse" not in capsys.readouterr().out
+
+
+def test_a_sweep_narrowed_to_some_datasets_runs_them_now_and_is_extended_later(tmp_path, monkeypatch, capsys):
+    """`sweep SPEC --set datasets=[...]` runs a part of every point (the student-size sweep on CoNLL2003 first);
+    the same sweep without --set extends those runs; anything but a part of a list the stage extends is refused."""
+    import yaml
+
+    from metaie_utils.stages.ablations import SweepSpecError
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"out_root": str(tmp_path)}))
+    spec = tmp_path / "nar.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "nar", "params": [str(tmp_path / "p.yaml")], "stages": ["05_fewshot_eval"], "points": [{"fewshot_lr": 3.0e-4}],
+        "set": {"datasets": ["conll2003", "conll04"], "initializations": ["vanilla"]}}))
+    ran = []
+
+    def fake_stage(stage, p, run_dir, **k):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "manifest.json").write_text(json.dumps({"params": {k: p[k] for k in ("datasets", "fewshot_lr", "initializations")}}))
+        (run_dir / "metrics.json").write_text("{}")
+        ran.append((p["datasets"], p.get("overwrite", False)))
+
+    monkeypatch.setattr(pipeline, "execute_stage", fake_stage)
+    pipeline.run_sweep(spec, narrow={"datasets": ["conll2003"]})
+    assert ran == [(["conll2003"], False)]
+    assert pipeline.run_sweep(spec, narrow={"datasets": ["conll2003"]})[0]["status"] == "skipped"
+    assert pipeline.run_sweep(spec, dry_run=True)[0]["status"] == "planned"  # the whole point is not done yet
+    pipeline.run_sweep(spec)
+    assert ran[1:] == [(["conll2003", "conll04"], True)]  # extended: the finished fine-tunes are kept
+    assert "extending the finished run" in capsys.readouterr().out
+    assert pipeline.run_sweep(spec)[0]["status"] == "skipped"
+    assert pipeline.run_sweep(spec, narrow={"datasets": ["conll04"], "fewshot_workers": 2})[0]["status"] == "skipped"
+    with pytest.raises(SweepSpecError, match=r"datasets=\['wnut17'\]: not a non-empty part"):
+        pipeline.run_sweep(spec, narrow={"datasets": ["wnut17"]})
+    with pytest.raises(SweepSpecError, match="may only narrow datasets or initializations"):
+        pipeline.run_sweep(spec, narrow={"fewshot_lr": 1.0})
+    assert len(ran) == 2
+    assert main(["sweep", str(spec), "--set", "fewshot_steps=3"]) != 0
+    assert "fewshot_steps" in capsys.readouterr().err

@@ -387,19 +387,51 @@ def param_diff(run_dir: Path, wanted: Mapping[str, Any]) -> dict[str, tuple[Any,
             if k in params and params[k] != v and not _inert(k, params, wanted)}
 
 
-def check_run_matches(run_dir: Path, overrides: Mapping[str, Any]) -> None:
+def _part_of(recorded: Any, wanted: Any) -> bool:
+    return isinstance(recorded, list) and isinstance(wanted, list) and set(recorded) <= set(wanted)
+
+
+def check_run_matches(run_dir: Path, overrides: Mapping[str, Any], extendable: Iterable[str] = ()) -> None:
     """Refuse a run directory whose manifest params contradict the point's overrides.
 
     Only keys the run's stage declares are compared (a training run has no ``max_sentences``).
-    A directory without a manifest passes (nothing started there yet).
+    A directory without a manifest passes (nothing started there yet). For an ``extendable`` key (stage 05's
+    datasets and initializations) a recorded list that is part of the wanted one is no contradiction: the run
+    was made by a narrowed sweep (``sweep --set datasets=[...]``) and the full one extends it.
+
+    >>> import tempfile, json
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "manifest.json").write_text(json.dumps({"params": {"datasets": ["conll2003"]}}))
+    >>> check_run_matches(d, {"datasets": ["conll2003", "conll04"]}, extendable=["datasets"])
+    >>> try:
+    ...     check_run_matches(d, {"datasets": ["conll04"]}, extendable=["datasets"])
+    ... except SweepSpecError as e:
+    ...     print(str(e).split("(")[1].split(")")[0])
+    datasets: run has ['conll2003'], spec wants ['conll04']
     """
-    bad = param_diff(run_dir, overrides)
+    bad = {k: ab for k, ab in param_diff(run_dir, overrides).items() if not (k in extendable and _part_of(*ab))}
     if bad:
         detail = ", ".join(f"{k}: run has {a!r}, spec wants {b!r}" for k, (a, b) in bad.items())
         raise SweepSpecError(
             f"run directory {run_dir} was made with different parameters ({detail}): it belongs to an incompatible "
             f"spec. Rename the sweep, or delete that run directory to re-run the point."
         )
+
+
+def run_covers(run_dir: Path, wanted: Mapping[str, Any], extendable: Iterable[str]) -> bool:
+    """Whether a run directory's recorded ``extendable`` lists hold every item ``wanted`` asks for.
+
+    >>> import tempfile, json
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "manifest.json").write_text(json.dumps({"params": {"datasets": ["conll2003"], "seed": 0}}))
+    >>> run_covers(d, {"datasets": ["conll2003"], "seed": 1}, ["datasets"]), run_covers(d, {"datasets": ["conll04"]}, ["datasets"])
+    (True, False)
+    """
+    mf = Path(run_dir) / "manifest.json"
+    if not mf.is_file():
+        return False
+    params = json.loads(mf.read_text()).get("params", {})
+    return all(_part_of(wanted[k], params[k]) for k in extendable if k in wanted and k in params)
 
 
 METRICS_KEYS = ("f1", "f1_std", "precision", "precision_std", "recall", "recall_std", "n_seeds")
