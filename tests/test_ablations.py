@@ -233,6 +233,9 @@ def test_read_model_size_sweep_with_seeds(tmp_path):
     ])
     res = ab.read_sweep(tmp_path / "sweeps" / "ms" / "sweep.json", tmp_path)
     assert res.kind == "model_size"
+    fake_sweep(tmp_path, "capped", {"set": {"meta_max_instances": 1000}, "points": [{"backbone": "minilm-l6"}]},
+               [({}, {"train_instances": 8812}, None)])  # not trained yet: its cap, not the conversion's 8,812
+    assert list(ab.read_sweep("capped", tmp_path).points["n_instances"]) == [1000]
     assert list(res.points["n_params"]) == [45_105_024, 22_565_376, 45_105_024, 22_565_376]
     agg = ab.aggregate_scores(res.scores)
     row = agg[(agg["label"] == "backbone=mpnet-base, num_layers=3") & (agg["initialization"] == "metaie")].iloc[0]

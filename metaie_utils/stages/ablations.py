@@ -418,6 +418,15 @@ def check_run_matches(run_dir: Path, overrides: Mapping[str, Any], extendable: I
         )
 
 
+def _capped(n: Any, cap: Any) -> Any:
+    """``n`` instances under a ``meta_max_instances`` cap (0 or None: no cap).
+
+    >>> _capped(8812, 1000), _capped(8812, 0), _capped(None, 1000), _capped(300, 1000)
+    (1000, 8812, None, 300)
+    """
+    return min(n, int(cap)) if n is not None and cap else n
+
+
 def run_covers(run_dir: Path, wanted: Mapping[str, Any], extendable: Iterable[str]) -> bool:
     """Whether a run directory's recorded ``extendable`` lists hold every item ``wanted`` asks for.
 
@@ -688,7 +697,10 @@ def read_sweep(name_or_path: str | Path, out_root: str | Path = "outputs") -> Sw
             "n_params": n_params,
             "n_sentences": _count(m03, ("sentences", "n_sentences")),
             # instances meta-training saw: 04's n_train (after meta_max_instances), else 03's training instances
-            "n_instances": _count(m04, ("n_train",)) or _count(m03, ("train_instances", "instances", "n_instances")),
+            # under the point's cap (a point not trained yet must not show the whole conversion's count)
+            "n_instances": _count(m04, ("n_train",)) or _capped(
+                _count(m03, ("train_instances", "instances", "n_instances")),
+                ov.get("meta_max_instances", spec.get("set", {}).get("meta_max_instances", ran.get("meta_max_instances")))),
             "seconds": sum(x for x in secs if x is not None) if any(x is not None for x in secs) else None,
             **{f"dir_{s}": str(d) for s, d in dirs.items()},
         }
