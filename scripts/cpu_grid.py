@@ -187,7 +187,7 @@ def _drop_keyed(keys: set[tuple[str, str, str]]) -> int:
             if d == KEPT:
                 dropped = len(rows) - len(keep)
             buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+            w = csv.DictWriter(buf, fieldnames=fields)  # the \r\n of append_results: a merge rewrites no line it keeps
             w.writeheader()
             w.writerows(keep)
             atomic_write_text(path, buf.getvalue())
@@ -283,12 +283,14 @@ def merge(src: Path, init: str = "llm-icl", replace: bool = False) -> int:
 
 def refresh_summaries(init: str) -> list[Path]:
     """Rewrite the kept grid's tables after a merge: the full ``summary_ci.csv/.png`` (metaie against every
-    other initialization) and the narrowed ``summary_ci_metaie_vs_<init>.csv/.png``, so the committed tables
-    never lag the committed rows -> the files written."""
+    other initialization) and, for the teacher in context (scored on its own capped subset of the test sentences),
+    the narrowed ``summary_ci_metaie_vs_llm-icl.csv/.png``, so the committed tables never lag the committed rows
+    -> the files written. A fine-tuned initialization merged again (``--replace``) has no narrowed table: the full
+    one holds it on the same sentences."""
     from metaie_utils.summary import output_stem, summarize_run
 
     written = []
-    for baselines in [None] + ([[init]] if init != "metaie" else []):
+    for baselines in [None] + ([[init]] if init == "llm-icl" else []):
         summarize_run(KEPT, baselines=baselines, log=lambda *_: None)
         written += [KEPT / f"{output_stem('metaie', baselines)}{ext}" for ext in (".csv", ".png")]
     print(f"[cpu_grid] rewrote {', '.join(p.name for p in written)} in {KEPT.relative_to(ROOT)}")

@@ -170,6 +170,8 @@ def test_merge_adds_another_runs_llm_icl_rows_once_and_only_on_the_grids_support
     counts = [json.loads(x) for x in gzip.decompress((grid.KEPT / "counts.jsonl.gz").read_bytes()).splitlines()]
     assert [c.get("test_ids") for c in counts if c["dataset"] == "wnut17"] == [["t2"]] and len(counts) == 3
     assert json.loads((grid.KEPT / "grid.json").read_text())["merged"][-1]["replaced_rows"] == 1
+    raw = (grid.KEPT / "results.csv").read_bytes()  # one line ending, append_results' csv \r\n: a replace rewrites
+    assert raw.count(b"\r\n") == raw.count(b"\n") == 5  # only the lines it replaces, not the whole file
     # a run on another support set (another n_support for the same dataset and seed) is refused
     other = tmp_path / "outputs" / "05_fewshot_eval" / "icl-b"
     _results(other / "results.csv", [{**icl, "dataset": "conll2003", "seed": "0", "n_support": "7"}])
