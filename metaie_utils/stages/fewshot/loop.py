@@ -1044,7 +1044,10 @@ def register_cli(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=None,
                    help=f"number of support sets / seeds (default {PROTOCOL_SEEDS}, the paper's protocol, unless a "
                         f"--params file or --set fewshot_seeds=N says otherwise)")
-    p.add_argument("--seed", type=int, default=None, help="first seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the run's seed: support sets seed..seed+N-1, and the seed of the ner-distill / multiie "
+                        "pre-training (their instance subsample), so --seed 2 --seeds 1 pre-trains other baselines "
+                        "than a run from seed 0 does; to redo one support set of a run, start from the run's seed")
     p.add_argument("--test-cap", type=int, default=None, help="test sentences per dataset, 0 = all")
     p.add_argument("--backbone", default=None, help="vanilla backbone (default: minilm-l6)")
     p.add_argument("--init", action="append", default=None,
