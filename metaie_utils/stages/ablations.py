@@ -794,6 +794,30 @@ def _point_runs(res: SweepResults) -> list[tuple[str, list[dict], list[dict]]]:
     return runs
 
 
+def resolve_point(reference: str, labels: list[str], sweep: str = "") -> str:
+    """The point label ``reference`` names: itself, or the one label holding every ``key=value`` of it (so
+    ``backbone=minilm-l6`` names ``backbone=minilm-l6, num_layers=0, ...``); a clear error when none or several do.
+
+    >>> resolve_point("backbone=minilm-l6", ["backbone=minilm-l6, num_layers=0", "backbone=mpnet-base, num_layers=3"])
+    'backbone=minilm-l6, num_layers=0'
+    >>> resolve_point("backbone=mpnet-base", ["backbone=mpnet-base, num_layers=3", "backbone=mpnet-base, num_layers=6"])
+    Traceback (most recent call last):
+    ...
+    metaie_utils.stages.ablations.SweepSpecError: reference point 'backbone=mpnet-base' matches 2 points with results in sweep '': ['backbone=mpnet-base, num_layers=3', 'backbone=mpnet-base, num_layers=6']; name one of them (more key=value pairs).
+    """
+    if reference in labels:
+        return reference
+    want = {p.strip() for p in reference.split(",") if p.strip()}
+    hits = [lab for lab in labels if want and want <= {p.strip() for p in lab.split(",")}]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise SweepSpecError(f"reference point {reference!r} matches {len(hits)} points with results in sweep "
+                             f"{sweep!r}: {hits}; name one of them (more key=value pairs).")
+    raise SweepSpecError(f"reference point {reference!r} has no results in sweep {sweep!r}; "
+                         f"points with results: {labels or 'none'}.")
+
+
 def point_differences(res: SweepResults, reference: str, initialization: str = "metaie", n_boot: int = 2000,
                       seed: int = 0, level: float = 0.95) -> Any:
     """Each point of a sweep against another point of it (``reference``, a point label such as
@@ -808,9 +832,7 @@ def point_differences(res: SweepResults, reference: str, initialization: str = "
 
     runs = _point_runs(res)
     labels = [lab for lab, *_ in runs]
-    if reference not in labels:
-        raise SweepSpecError(f"reference point {reference!r} has no results in sweep {res.name!r}; "
-                             f"points with results: {labels or 'none'}.")
+    reference = resolve_point(reference, labels, res.name)
     rows, counts = [], []
     for lab, r, c in runs:
         rows += [{**x, "initialization": lab} for x in r if x.get("initialization") == initialization]
