@@ -428,7 +428,7 @@ def test_point_differences_pair_two_points_of_a_sweep(tmp_path, capsys):
     res = ab.read_sweep("ls", tmp_path)
     runs = [Path(p) for p in res.points["dir_05_fewshot_eval"]]
     _planted_run(runs[0], {"metaie": list(range(10)), "vanilla": list(range(12))})
-    _planted_run(runs[1], {"metaie": list(range(25))})   # 15 more sentences right than "all", every seed
+    _planted_run(runs[1], {"metaie": list(range(25)), "vanilla": list(range(5))})   # metaie: 15 more sentences right
     t = ab.point_differences(res, "label_subset=all", n_boot=300)
     assert list(t["label"]) == ["label_subset=top_k"] and t.iloc[0]["baseline"] == "label_subset=all"
     assert t.iloc[0]["diff"] > 15 and t.iloc[0]["diff_lo"] > 0 and t.iloc[0]["n_paired_seeds"] == 3
@@ -440,3 +440,8 @@ def test_point_differences_pair_two_points_of_a_sweep(tmp_path, capsys):
 
     assert main(["ablations", "--out-root", str(tmp_path), "--baseline-run", "", "--versus", "label_subset=all", "ls"]) == 0
     assert "each point − label_subset=all (metaie)" in capsys.readouterr().out
+    v = ab.point_differences(res, "label_subset=all", initialization="vanilla", n_boot=300)  # the backbones alone
+    assert v.iloc[0]["diff"] < -5 and v.iloc[0]["initialization"] == "vanilla"
+    assert main(["ablations", "--out-root", str(tmp_path), "--baseline-run", "", "--versus", "label_subset=all",
+                 "--versus-init", "vanilla", "ls"]) == 0
+    assert "each point − label_subset=all (vanilla)" in capsys.readouterr().out

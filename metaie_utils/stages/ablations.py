@@ -1055,9 +1055,9 @@ def _cmd_ablations(args: Any) -> int:
                 print(f"\neach point − vanilla, F1 points [95% paired bootstrap CI over test sentences and seeds{src}]:")
                 print(interval_table(iv).to_string())
             if args.versus:
-                pdiff = point_differences(r, args.versus)
+                pdiff = point_differences(r, args.versus, initialization=args.versus_init)
                 if len(pdiff):
-                    print(f"\neach point − {args.versus} (metaie), F1 points [95% paired bootstrap CI]:")
+                    print(f"\neach point − {args.versus} ({args.versus_init}), F1 points [95% paired bootstrap CI]:")
                     print(interval_table(pdiff).to_string())
             if args.export:
                 print(f"kept: {export_sweep(r.name, args.export, args.out_root, args.baseline_run)}")
@@ -1077,7 +1077,11 @@ def register_cli(subparsers: Any) -> None:
                         "docs/results/NAME when outputs/ lacks it) whose vanilla pairs with sweeps that run none "
                         "(default: cpu, the CPU grid; '' = none)")
     p.add_argument("--versus", default="", metavar="LABEL",
-                   help="also compare each point with the point LABEL (e.g. 'label_subset=all'), paired")
+                   help="also compare each point with the point LABEL (e.g. 'label_subset=all', or some of its "
+                        "key=value pairs when only one point has them), paired")
+    p.add_argument("--versus-init", default="metaie", metavar="INIT",
+                   help="the initialization --versus compares across points (default metaie; vanilla: how the "
+                        "backbones differ before meta-training, in a sweep that runs a vanilla per point)")
     p.add_argument("--export", default="", metavar="DEST",
                    help="also keep each sweep's results under DEST (e.g. docs/results/ablations), readable with "
                         "--out-root DEST")
