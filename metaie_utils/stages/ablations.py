@@ -1079,7 +1079,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--versus", default="", metavar="LABEL",
                    help="also compare each point with the point LABEL (e.g. 'label_subset=all', or some of its "
                         "key=value pairs when only one point has them), paired")
-    p.add_argument("--versus-init", default="metaie", metavar="INIT",
+    p.add_argument("--versus-init", default="metaie", choices=["metaie", "vanilla"],
                    help="the initialization --versus compares across points (default metaie; vanilla: how the "
                         "backbones differ before meta-training, in a sweep that runs a vanilla per point)")
     p.add_argument("--export", default="", metavar="DEST",
