@@ -317,7 +317,7 @@ def run_sweep(spec_path: str | Path, dry_run: bool = False, log_output: bool = F
     sweep_dir = resolve(out_root) / "sweeps" / spec.name
     record_path = sweep_dir / "sweep.json"
     if record_path.is_file():
-        check_compatible_record(spec, json.loads(record_path.read_text()), where=str(record_path))
+        check_compatible_record(spec, json.loads(record_path.read_text()), where=str(record_path), extendable=extendable)
     record = {"spec": spec.model_dump(), "points": [{"run_name": pt.run_name, "overrides": pt.overrides} for pt in points]}
     if not dry_run:
         sweep_dir.mkdir(parents=True, exist_ok=True)

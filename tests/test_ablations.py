@@ -19,7 +19,7 @@ from metaie_utils.stages.ablations import (
 pytestmark = pytest.mark.unit
 
 KNOWN = {"seed", "backbone", "num_layers", "architecture", "max_sentences", "max_instances", "label_subset",
-         "label_top_k", "epochs"}
+         "label_top_k", "epochs", "datasets", "test_cap"}
 
 
 def spec(**kw):
@@ -163,6 +163,21 @@ def test_record_compatibility(tmp_path):
         ab.check_compatible_record(s, {"spec": {**s.model_dump(), "grid": {"seed": [5]}}})
     with pytest.raises(SweepSpecError, match="no 'spec' entry"):
         ab.check_compatible_record(s, {})
+
+
+def test_record_compatibility_extends_datasets_only():
+    """A spec whose set lists more datasets than its record extends the finished points; fewer, or another key
+    changed, is a different sweep."""
+    grown = spec(set={"datasets": ["conll2003", "conll2004"]})
+    rec = {"spec": spec(set={"datasets": ["conll2003"]}).model_dump()}
+    ab.check_compatible_record(grown, rec, extendable=["datasets", "initializations"])
+    with pytest.raises(SweepSpecError, match=r"keys \['set'\] differ"):
+        ab.check_compatible_record(grown, rec)  # datasets not extendable for these stages
+    with pytest.raises(SweepSpecError, match=r"keys \['set'\] differ"):
+        ab.check_compatible_record(spec(set={"datasets": ["conll2004"]}), rec, extendable=["datasets"])
+    with pytest.raises(SweepSpecError, match=r"keys \['set'\] differ"):
+        ab.check_compatible_record(spec(set={"datasets": ["conll2003", "conll2004"], "test_cap": 30}), rec,
+                                   extendable=["datasets"])
 
 
 def test_run_manifest_mismatch(tmp_path):

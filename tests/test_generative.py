@@ -154,6 +154,26 @@ def test_train_generative_loss_falls_and_checkpoint_loads(tiny_lm, tmp_path):
     assert any(s.label == "Company name" and s.word_start == 0 for s in res[1]), res[1]
 
 
+def test_train_generative_follows_the_recorded_precision(tiny_lm, tmp_path, monkeypatch):
+    """Stage 05 records the few-shot precision in results.csv and hands it to both trainers: the generative
+    student must train in it (it used to ignore it and always train fp32 on a CPU) and record what it ran in."""
+    from metaie_utils.core import device as dev
+    from metaie_utils.core.params import ParamsError
+
+    rec = {"max_steps": 2, "batch_size": 4, "logging_steps": 1}
+    out = gen.train_generative(INSTANCES, tiny_lm, tmp_path / "fp32", {**rec, "precision": "fp32"})
+    info = json.loads((out / "metaie_training.json").read_text())
+    assert (info["precision"], info["device"]) == ("fp32", "cpu")
+    with pytest.raises(ParamsError, match="fp16' needs a CUDA GPU"):
+        gen.train_generative(INSTANCES, tiny_lm, tmp_path / "fp16", {**rec, "precision": "fp16", "device": "cpu"})
+    monkeypatch.setattr(dev, "cpu_bf16_units", lambda: "")
+    with pytest.raises(ParamsError, match="no bf16 matrix units"):
+        gen.train_generative(INSTANCES, tiny_lm, tmp_path / "bf16", {**rec, "precision": "bf16", "device": "cpu"})
+    monkeypatch.setattr(dev, "cpu_bf16_units", lambda: "amx")  # autocast runs (emulated) on any CPU
+    out = gen.train_generative(INSTANCES, tiny_lm, tmp_path / "bf16", {**rec, "precision": "bf16", "device": "cpu"})
+    assert json.loads((out / "metaie_training.json").read_text())["precision"] == "bf16"
+
+
 def test_from_pretrained_refuses_other_checkpoints(tmp_path, tiny_lm):
     with pytest.raises(FileNotFoundError, match="not a generative MetaIE checkpoint"):
         GenerativeIE.from_pretrained(tiny_lm)

@@ -30,6 +30,36 @@ def pick_precision(device: str) -> str:
     return "fp32"
 
 
+def training_precision(precision: str, device: str) -> str:
+    """The precision a training run uses on ``device``: ``"auto"`` -> :func:`pick_precision`; an explicit
+    ``"fp32"``/``"fp16"``/``"bf16"`` is checked against the device (fp16 needs CUDA; bf16 needs CUDA or a CPU with
+    bf16 matrix units, where it is autocast; emulated bf16 would be slower than fp32). Both trainers (the sequence
+    labeler and the generative student) resolve through here, so one recipe means the same precision in each.
+
+    >>> training_precision("fp32", "cpu"), training_precision("auto", "cpu")
+    ('fp32', 'fp32')
+    >>> training_precision("fp16", "cpu")
+    Traceback (most recent call last):
+    ...
+    metaie_utils.core.params.ParamsError: precision = 'fp16' needs a CUDA GPU but device is 'cpu'; use precision='auto', 'fp32' or (on a CPU with bf16 units) 'bf16'.
+    """
+    from metaie_utils.core.params import ParamsError
+
+    if precision == "auto":
+        return pick_precision(device)
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise ParamsError(f"precision = {precision!r}: use 'auto', 'fp32', 'fp16' or 'bf16'.")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ParamsError(f"precision = 'fp16' needs a CUDA GPU but device is {device!r}; use precision='auto', "
+                          f"'fp32' or (on a CPU with bf16 units) 'bf16'.")
+    if precision == "bf16" and device == "cpu" and not cpu_bf16_units():
+        raise ParamsError("precision = 'bf16' on this CPU: it has no bf16 matrix units (AMX or AVX512-BF16), so bf16 "
+                          "autocast would be emulated and slower than fp32; use precision='fp32'.")
+    if precision == "bf16" and device != "cpu" and not device.startswith("cuda"):
+        raise ParamsError(f"precision = 'bf16' on device {device!r}: bf16 training runs on CUDA or a CPU with bf16 units.")
+    return precision
+
+
 def pick_fewshot_precision(device: str) -> str:
     """Few-shot training's ``"auto"``: the GPU's half precision (:func:`pick_precision`) on CUDA; on a CPU,
     ``"bf16"`` autocast where it has bf16 matrix units (:func:`cpu_bf16_units`), else ``"fp32"``.

@@ -54,7 +54,7 @@ def load_extractor(path: str | Path, device: str = "auto", batch_size: int = 32,
     if info.get("architecture") == "generative":
         from metaie_utils.models.generative import GenerativeIE
 
-        return GenerativeIE.from_pretrained(path)
+        return GenerativeIE.from_pretrained(path, device=device, batch_size=batch_size)
     return MetaIE.from_pretrained(path, device=device, batch_size=batch_size, precision=precision,
                                   max_length=max_length or None)
 

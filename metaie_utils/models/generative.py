@@ -154,6 +154,8 @@ class GenerativeRecipe:
     seed: int = 0
     save_steps: int = 200  # checkpoint every N optimizer steps (resume after a crash)
     logging_steps: int = 10
+    precision: str = "auto"  # "auto" (bf16/fp16 on a GPU, fp32 on a CPU) | "fp32" | "fp16" | "bf16" (CPU: AMX/AVX512-BF16)
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
 
 
 _ALIASES = {"learning_rate": "lr", "log_steps": "logging_steps", "num_epochs": "epochs", "num_train_epochs": "epochs", "per_device_batch_size": "batch_size",
@@ -367,7 +369,14 @@ def train_generative(
 
     if not train:
         raise ValueError("train_generative got no training instances; check the upstream instances.json (stage 03).")
+    from metaie_utils.core.device import pick_device, training_precision
+    from metaie_utils.models.trainer import _quiet_log_callbacks
+
     rec = as_recipe(recipe)
+    # the same device and precision rules as the sequence labeler: stage 05 hands both the few-shot precision
+    # it records in results.csv (bf16 autocast on a CPU with bf16 units), so the recorded recipe is the one run
+    device = pick_device(rec.device)
+    precision = training_precision(rec.precision, device)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(rec.seed)
@@ -394,13 +403,15 @@ def train_generative(
         eval_strategy="no",
         report_to=[],
         seed=int(rec.seed),
-        use_cpu=not torch.cuda.is_available(),
-        bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+        use_cpu=device == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=_ListDataset(rows),
                       eval_dataset=_ListDataset(eval_rows) if eval_rows else None, processing_class=tok)
+    _quiet_log_callbacks(trainer)  # per-step loss and lr to the run's log (the heartbeat lines show them)
     resume = _last_checkpoint(ckpt_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -409,6 +420,8 @@ def train_generative(
         "seq2seq": seq2seq,
         "init": str(init),
         "recipe": asdict(rec),
+        "device": device,
+        "precision": precision,
         "prompt_version": PROMPT_VERSION,
         "prompt_format": build_prompt(["<sentence", "words>"], "<label>") + build_target(["<span1>", "<span2>"]),
         "train_instances": len(rows),
@@ -476,12 +489,12 @@ class GenerativeIE:
 
     def __init__(self, model, tokenizer, seq2seq: bool = False, max_new_tokens: int = 24, batch_size: int = 16,
                  device: str = "auto"):
-        import torch
-
         self.model, self.tok, self.seq2seq = model, tokenizer, seq2seq
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         if device in ("auto", None, ""):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            from metaie_utils.core.device import pick_device
+
+            device = pick_device("auto")
         self.device = device
         self.model.to(self.device).eval()
         if self.tok.pad_token is None:

@@ -308,7 +308,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         set_seed,
     )
 
-    from metaie_utils.core.device import cpu_bf16_units, pick_device, pick_precision
+    from metaie_utils.core.device import pick_device, training_precision
 
     output_dir = Path(output_dir)
     if resume and _is_finished(output_dir):
@@ -324,15 +324,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         shutil.rmtree(ckpt_dir)
 
     device = pick_device(recipe.device)
-    precision = pick_precision(device) if recipe.precision == "auto" else recipe.precision
-    if precision == "fp16" and not device.startswith("cuda"):
-        raise ParamsError(f"precision = 'fp16' needs a CUDA GPU but device is {device!r}; use precision='auto', "
-                          f"'fp32' or (on a CPU with bf16 units) 'bf16'.")
-    if precision == "bf16" and device == "cpu" and not cpu_bf16_units():
-        raise ParamsError("precision = 'bf16' on this CPU: it has no bf16 matrix units (AMX or AVX512-BF16), so bf16 "
-                          "autocast would be emulated and slower than fp32; use precision='fp32'.")
-    if precision == "bf16" and device not in ("cpu",) and not device.startswith("cuda"):
-        raise ParamsError(f"precision = 'bf16' on device {device!r}: bf16 training runs on CUDA or a CPU with bf16 units.")
+    precision = training_precision(recipe.precision, device)
     path = resolve_backbone(init)
     set_seed(recipe.seed)
     tok = load_tokenizer(path)

@@ -320,11 +320,14 @@ def expand_sweep(spec: SweepSpec | Mapping[str, Any]) -> list[Point]:
     return out
 
 
-def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: str = "sweep.json") -> None:
+def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: str = "sweep.json",
+                            extendable: Iterable[str] = ()) -> None:
     """Refuse to continue a sweep whose existing ``sweep.json`` came from a different spec.
 
     Compares what defines the runs (params, set, reuse, stages, grid, points); a changed description
-    is fine. Raises :class:`SweepSpecError` naming the differing keys and the fix.
+    is fine, and so is a ``set`` list of an ``extendable`` key (stage 05's datasets, initializations) that
+    now holds more items than recorded: its finished points are extended, as ``run`` extends a finished run.
+    Raises :class:`SweepSpecError` naming the differing keys and the fix.
     """
     old = record.get("spec")
     if not isinstance(old, Mapping):
@@ -334,8 +337,14 @@ def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: s
     except SweepSpecError:
         pass
     new = spec.model_dump()
-    diff = [k for k in new if k != "description" and json.dumps(old.get(k), sort_keys=True, default=str)
-            != json.dumps(new[k], sort_keys=True, default=str)]
+    def same(a: Any, b: Any) -> bool:
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+    diff = [k for k in new if k != "description" and not same(old.get(k), new[k])]
+    if diff == ["set"] and isinstance(old.get("set"), Mapping):
+        was, now, ext = old["set"], new["set"], set(extendable)
+        if set(was) == set(now) and all(same(was[k], now[k]) or (k in ext and _part_of(was[k], now[k])) for k in now):
+            return
     if diff:
         raise SweepSpecError(
             f"{where} records sweep {spec.name!r} with a different spec (keys {diff} differ), so its run directories "
