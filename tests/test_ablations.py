@@ -460,3 +460,27 @@ def test_point_differences_pair_two_points_of_a_sweep(tmp_path, capsys):
     assert main(["ablations", "--out-root", str(tmp_path), "--baseline-run", "", "--versus", "label_subset=all",
                  "--versus-init", "vanilla", "ls"]) == 0
     assert "each point − label_subset=all (vanilla)" in capsys.readouterr().out
+
+
+def test_point_differences_against_another_run(tmp_path, capsys):
+    """A student-size point against the CPU grid's MiniLM MetaIE: another run's rows, paired on the datasets the
+    points evaluated (the grid's other datasets are left out), and a clear error for a run without results."""
+    fake_sweep(tmp_path, "ms", {"grid": {"num_layers": [3, 6]}}, [
+        ({}, {"sentences": 30}, m05(20.0, 10.0)), ({}, {"sentences": 30}, m05(30.0, 10.0))])
+    res = ab.read_sweep("ms", tmp_path)
+    runs = [Path(p) for p in res.points["dir_05_fewshot_eval"]]
+    _planted_run(runs[0], {"metaie": list(range(10))})
+    _planted_run(runs[1], {"metaie": list(range(25))})
+    grid = tmp_path / "05_fewshot_eval" / "cpu"
+    _planted_run(grid, {"metaie": list(range(12)), "vanilla": list(range(3))})
+    t = ab.point_differences(res, "", reference_run=grid, n_boot=300)
+    assert list(t["label"]) == ["num_layers=3", "num_layers=6"] and set(t["baseline"]) == {"cpu metaie"}
+    assert t.iloc[0]["diff"] < 0 < t.iloc[1]["diff_lo"] and set(t["n_paired_seeds"]) == {3}
+    with pytest.raises(ab.SweepSpecError, match="no results.csv rows"):
+        ab.point_differences(res, "", reference_run=tmp_path / "nothing")
+    from metaie_utils.cli import main
+
+    assert main(["ablations", "--out-root", str(tmp_path), "--baseline-run", "", "--versus-run", "cpu", "ms"]) == 0
+    assert f"each point − {grid} (metaie)" in capsys.readouterr().out
+    assert main(["ablations", "--out-root", str(tmp_path), "--versus-run", "nope", "ms"]) != 0
+    assert "--versus-run 'nope': no such stage-05 run" in capsys.readouterr().err

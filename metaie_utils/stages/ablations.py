@@ -828,12 +828,17 @@ def resolve_point(reference: str, labels: list[str], sweep: str = "") -> str:
 
 
 def point_differences(res: SweepResults, reference: str, initialization: str = "metaie", n_boot: int = 2000,
-                      seed: int = 0, level: float = 0.95) -> Any:
+                      seed: int = 0, level: float = 0.95, reference_run: str | Path | None = None) -> Any:
     """Each point of a sweep against another point of it (``reference``, a point label such as
     ``"label_subset=all"``): ``diff`` = point − reference in F1 points for ``initialization``, with its
     ``level`` paired bootstrap CI over test sentences and seeds (the points share support sets and test
     sentences). This is what decides "A beats B" between two points; :func:`sweep_intervals` only says
     how each compares with vanilla. Columns as :func:`sweep_intervals`, ``baseline`` = ``reference``.
+
+    With ``reference_run`` (a stage-05 run directory, e.g. the CPU grid's ``docs/results/cpu``), every point is
+    compared with that run's ``initialization`` rows instead (``reference`` is then only its label): a point of
+    a student-size sweep against the grid's MiniLM MetaIE, on the datasets the point evaluated. The pairs need the
+    same seeds and test sentences, which the ``*_cpu`` sweeps share with the grid.
     """
     import pandas as pd
 
@@ -841,7 +846,16 @@ def point_differences(res: SweepResults, reference: str, initialization: str = "
 
     runs = _point_runs(res)
     labels = [lab for lab, *_ in runs]
-    reference = resolve_point(reference, labels, res.name)
+    if reference_run is not None:
+        reference = reference or f"{Path(reference_run).name} {initialization}"
+        ref_rows, ref_counts = _read_run(Path(reference_run))
+        if not ref_rows:
+            raise SweepSpecError(f"--versus-run {reference_run}: no results.csv rows there (a stage-05 run directory "
+                                 f"holds results.csv and counts.jsonl[.gz]).")
+        ds = {x.get("dataset") for _, r, _ in runs for x in r if x.get("initialization") == initialization}
+        runs = [*runs, (reference, [x for x in ref_rows if x.get("dataset") in ds], [x for x in ref_counts if x.get("dataset") in ds])]
+    else:
+        reference = resolve_point(reference, labels, res.name)
     rows, counts = [], []
     for lab, r, c in runs:
         rows += [{**x, "initialization": lab} for x in r if x.get("initialization") == initialization]
@@ -1068,6 +1082,15 @@ def _cmd_ablations(args: Any) -> int:
                 if len(pdiff):
                     print(f"\neach point − {args.versus} ({args.versus_init}), F1 points [95% paired bootstrap CI]:")
                     print(interval_table(pdiff).to_string())
+            if args.versus_run:
+                ref = resolve_baseline_run(args.versus_run, args.out_root)
+                if ref is None:
+                    raise SweepSpecError(f"--versus-run {args.versus_run!r}: no such stage-05 run under "
+                                         f"{args.out_root}/05_fewshot_eval, docs/results, or as a directory.")
+                pdiff = point_differences(r, "", initialization=args.versus_init, reference_run=ref)
+                if len(pdiff):
+                    print(f"\neach point − {ref} ({args.versus_init}), F1 points [95% paired bootstrap CI]:")
+                    print(interval_table(pdiff).to_string())
             if args.export:
                 print(f"kept: {export_sweep(r.name, args.export, args.out_root, args.baseline_run)}")
     return 0
@@ -1089,8 +1112,11 @@ def register_cli(subparsers: Any) -> None:
                    help="also compare each point with the point LABEL (e.g. 'label_subset=all', or some of its "
                         "key=value pairs when only one point has them), paired")
     p.add_argument("--versus-init", default="metaie", choices=["metaie", "vanilla"],
-                   help="the initialization --versus compares across points (default metaie; vanilla: how the "
-                        "backbones differ before meta-training, in a sweep that runs a vanilla per point)")
+                   help="the initialization --versus / --versus-run compares across points (default metaie; vanilla: "
+                        "how the backbones differ before meta-training, in a sweep that runs a vanilla per point)")
+    p.add_argument("--versus-run", default="", metavar="RUN",
+                   help="also compare each point with another stage-05 run's --versus-init rows, paired (RUN as "
+                        "--baseline-run: e.g. cpu, the CPU grid, whose MiniLM MetaIE a student-size point faces)")
     p.add_argument("--export", default="", metavar="DEST",
                    help="also keep each sweep's results under DEST (e.g. docs/results/ablations), readable with "
                         "--out-root DEST")
