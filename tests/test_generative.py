@@ -174,6 +174,31 @@ def test_train_generative_follows_the_recorded_precision(tiny_lm, tmp_path, monk
     assert json.loads((out / "metaie_training.json").read_text())["precision"] == "bf16"
 
 
+def test_max_length_zero_is_the_backbone_window(tiny_lm, tmp_path):
+    """Stage 05's few-shot recipe says max_length 0 (the backbone's window). Taken literally it cut every example to
+    one target token and the generative fine-tunes trained on nothing (loss 0.0 from the first step)."""
+    out = gen.train_generative(INSTANCES, tiny_lm, tmp_path / "m", {"max_steps": 3, "batch_size": 4, "logging_steps": 1,
+                                                                   "max_length": 0})
+    info = json.loads((out / "metaie_training.json").read_text())
+    assert info["max_length"] == 128 and info["loss_history"][0] > 0.1, info["loss_history"]
+    model, tok, seq2seq = gen.load_backbone(tiny_lm)
+    with pytest.raises(ValueError, match="max_length = 0"):
+        gen.encode_example(tok, *gen.instance_to_example(INSTANCES[0]), seq2seq, max_length=0)
+
+
+def test_stage05_fewshot_recipe_trains_the_generative_student(tiny_lm, tmp_path):
+    """The few-shot fine-tune as stage 05 runs it (its TrainRecipe with the defaults' fewshot_max_length 0 and the
+    recorded precision) must train the generative student: a loss above 0 from the first step."""
+    from metaie_utils.stages.fewshot.loop import EvalConfig, fewshot_precision, train_fewshot
+
+    cfg = EvalConfig(architecture="generative", fewshot_max_steps=10, fewshot_batch_size=4, fewshot_precision="fp32")
+    assert cfg.fewshot_max_length == 0
+    out = train_fewshot(INSTANCES, str(tiny_lm), tmp_path / "fs", cfg, seed=0)
+    info = json.loads((out / "metaie_training.json").read_text())
+    assert info["loss_history"][0] > 0.1 and info["global_steps"] == 10, info["loss_history"]  # logged at step 10
+    assert info["max_length"] == 128 and info["precision"] == fewshot_precision(cfg) == "fp32"
+
+
 def test_from_pretrained_refuses_other_checkpoints(tmp_path, tiny_lm):
     with pytest.raises(FileNotFoundError, match="not a generative MetaIE checkpoint"):
         GenerativeIE.from_pretrained(tiny_lm)

@@ -149,7 +149,8 @@ class GenerativeRecipe:
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     scheduler: str = "cosine"
-    max_length: int = 192  # prompt + target tokens; longer examples are cut from the left of the prompt
+    max_length: int = 192  # prompt + target tokens; longer examples are cut from the left of the prompt; 0 = the
+    # backbone's window (models.checkpoint.model_window, <= 512), as stage 05's fewshot_max_length = 0 means
     max_new_tokens: int = 24  # generation also stops at the first newline or EOS
     seed: int = 0
     save_steps: int = 200  # checkpoint every N optimizer steps (resume after a crash)
@@ -313,6 +314,9 @@ def encode_example(tok, prompt: str, target: str, seq2seq: bool, max_length: int
     an over-long prompt loses tokens from its left (the sentence start), never the target.
     Seq2seq: ``input_ids = prompt``, ``labels = target + eos``.
     """
+    if max_length < 2:
+        raise ValueError(f"max_length = {max_length!r}: a generative example needs room for a prompt token and a "
+                         f"target token; pass the token budget (train_generative turns 0 into the backbone's window).")
     eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
     if seq2seq:
         src = tok(prompt, truncation=True, max_length=max_length)["input_ids"]
@@ -381,8 +385,16 @@ def train_generative(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(rec.seed)
     model, tok, seq2seq = load_backbone(init)
-    rows = [encode_example(tok, *instance_to_example(x), seq2seq, rec.max_length) for x in train]
-    eval_rows = [encode_example(tok, *instance_to_example(x), seq2seq, rec.max_length) for x in (eval_instances or [])]
+    from metaie_utils.models.checkpoint import model_window
+
+    # 0 = the backbone's window (stage 05 hands the few-shot recipe's fewshot_max_length, 0 by default): taken
+    # literally it cut every example to one target token, and the few-shot fine-tunes trained on nothing (loss 0)
+    max_length = int(rec.max_length) if rec.max_length and rec.max_length > 0 else model_window(tok, model.config)
+    rows = [encode_example(tok, *instance_to_example(x), seq2seq, max_length) for x in train]
+    eval_rows = [encode_example(tok, *instance_to_example(x), seq2seq, max_length) for x in (eval_instances or [])]
+    if not any(any(t != -100 for t in r["labels"][0 if seq2seq else 1:]) for r in rows):
+        raise ValueError(f"train_generative: no training example has a target token to learn (max_length {max_length}); "
+                         f"check the instances and the recipe's max_length.")
     collator = DataCollatorForSeq2Seq(tok, model=model if seq2seq else None, label_pad_token_id=-100, padding=True)
     ckpt_dir = out / "checkpoints"
     args = TrainingArguments(
@@ -425,6 +437,7 @@ def train_generative(
         "prompt_version": PROMPT_VERSION,
         "prompt_format": build_prompt(["<sentence", "words>"], "<label>") + build_target(["<span1>", "<span2>"]),
         "train_instances": len(rows),
+        "max_length": max_length,  # the token budget actually used (recipe max_length 0 = the backbone's window)
         "train_loss": float(result.training_loss),
         "loss_history": losses,
         "resumed_from": resume,
