@@ -27,6 +27,7 @@ from metaie_utils.core.params import (
     load_params,
     parse_set,
     stage_class,
+    stage_config,
     stage_params,
 )
 from metaie_utils.core.paths import NOTEBOOKS_DIR, REPO_ROOT, resolve
@@ -220,6 +221,21 @@ def _check_same_params(stage: str, run_dir: Path, stage_params_: Mapping[str, An
         )
 
 
+def preflight(stage: str, p: Mapping[str, Any]) -> None:
+    """Check a stage's params before anything runs: its config validates, and every dataset it names is in the
+    registry or a spec that parses. Stage 05's own validator admits any name (its loop takes an injected dataset
+    backend); a misspelt name (``conll2004`` for ``conll04``) would otherwise fail inside the notebook, after the
+    stage had recorded the new params in the run's manifest. :class:`ParamsError` naming the value."""
+    stage_config(stage, p)
+    from metaie_utils.tasks.spec import SpecError, check_dataset_arg
+
+    for d in p.get("datasets") or []:
+        try:
+            check_dataset_arg(str(d))
+        except SpecError as e:
+            raise ParamsError(f"stage {stage}: datasets = {list(p['datasets'])!r}: {e}") from None
+
+
 def run_pipeline(
     params: dict[str, Any],
     stages: Iterable[str] = PIPELINE,
@@ -231,7 +247,10 @@ def run_pipeline(
     params["run_name"] = params.get("run_name") or timestamp()
     overwrite = bool(params.get("overwrite", False))
     dirs: dict[str, Path] = {}
-    for stage, p, d in plan(params, stages, reuse):
+    planned = plan(params, stages, reuse)
+    for stage, p, _ in planned:  # every stage's params checked before the first one runs or records anything
+        preflight(stage, p)
+    for stage, p, d in planned:
         dirs[stage] = d
         if is_finished(d) and not overwrite:
             more = _check_same_params(stage, d, p)
@@ -313,6 +332,10 @@ def run_sweep(spec_path: str | Path, dry_run: bool = False, log_output: bool = F
                 f"to a subset of the spec's, or set {', '.join(sorted(EXECUTION_KEYS))}; {k!r} would make the runs "
                 f"differ from the spec's points. Change it in the spec (under another sweep name) instead."
             )
+    for pt in points:  # a misspelt value (a dataset name) fails now, not after the first points have run
+        pp = load_params(spec.params, {**pt.overrides, "run_name": pt.run_name})
+        for s in spec.stages:
+            preflight(s, stage_params(s, pp))
     out_root = base.get("out_root", "outputs")
     sweep_dir = resolve(out_root) / "sweeps" / spec.name
     record_path = sweep_dir / "sweep.json"

@@ -213,3 +213,23 @@ def test_a_sweep_narrowed_to_some_datasets_runs_them_now_and_is_extended_later(t
     assert len(ran) == 2
     assert main(["sweep", str(spec), "--set", "fewshot_steps=3"]) != 0
     assert "fewshot_steps" in capsys.readouterr().err
+
+
+def test_a_misspelt_dataset_fails_before_anything_runs_or_is_recorded(tmp_path, monkeypatch):
+    """`datasets: [conll2003, conll2004]` (the registry says conll04) used to fail inside stage 05's notebook,
+    after the stage had recorded the new list in a finished run's manifest and the sweep its new spec."""
+    import yaml
+
+    from metaie_utils.core.params import ParamsError, load_params
+
+    monkeypatch.setattr(pipeline, "execute_stage", lambda *a, **k: pytest.fail("must not execute"))
+    params = load_params([], {"run_name": "x", "out_root": str(tmp_path), "datasets": ["conll2003", "conll2004"]})
+    with pytest.raises(ParamsError, match=r"datasets = \['conll2003', 'conll2004'\]: Unknown dataset 'conll2004'(.|\n)*conll04"):
+        pipeline.run_pipeline(params, ["04_train_meta_model", "05_fewshot_eval"])
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"out_root": str(tmp_path)}))
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(yaml.safe_dump({"name": "typo", "params": [str(tmp_path / "p.yaml")], "stages": ["05_fewshot_eval"],
+                                    "points": [{"fewshot_lr": 3.0e-4}], "set": {"datasets": ["conll2004"]}}))
+    with pytest.raises(ParamsError, match="conll2004"):
+        pipeline.run_sweep(spec)
+    assert not any(tmp_path.rglob("*.json"))  # no sweep.json, no manifest
