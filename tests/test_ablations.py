@@ -180,6 +180,16 @@ def test_record_compatibility_extends_datasets_only():
                                    extendable=["datasets"])
 
 
+def test_record_compatibility_admits_added_points_only():
+    one = spec(grid={}, points=[{"backbone": "minilm-l6"}])
+    two = spec(grid={}, points=[{"backbone": "minilm-l6"}, {"backbone": "mpnet-base", "epochs": 2}])
+    ab.check_compatible_record(two, {"spec": one.model_dump()})
+    with pytest.raises(SweepSpecError, match=r"keys \['points'\] differ"):  # a recorded point changed
+        ab.check_compatible_record(spec(grid={}, points=[{"backbone": "minilm-l6", "epochs": 2}]), {"spec": one.model_dump()})
+    with pytest.raises(SweepSpecError, match=r"keys \['points'\] differ"):  # or dropped
+        ab.check_compatible_record(one, {"spec": two.model_dump()})
+
+
 def test_run_manifest_mismatch(tmp_path):
     d = tmp_path / "run"
     ab.check_run_matches(d, {"seed": 1})  # nothing there yet

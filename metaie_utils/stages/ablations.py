@@ -326,7 +326,8 @@ def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: s
 
     Compares what defines the runs (params, set, reuse, stages, grid, points); a changed description
     is fine, and so is a ``set`` list of an ``extendable`` key (stage 05's datasets, initializations) that
-    now holds more items than recorded: its finished points are extended, as ``run`` extends a finished run.
+    now holds more items than recorded (its finished points are extended, as ``run`` extends a finished run),
+    and a ``points`` list that keeps every recorded point and adds more (each point has its own run directory).
     Raises :class:`SweepSpecError` naming the differing keys and the fix.
     """
     old = record.get("spec")
@@ -341,10 +342,14 @@ def check_compatible_record(spec: SweepSpec, record: Mapping[str, Any], where: s
         return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
     diff = [k for k in new if k != "description" and not same(old.get(k), new[k])]
-    if diff == ["set"] and isinstance(old.get("set"), Mapping):
+    if "set" in diff and isinstance(old.get("set"), Mapping):
         was, now, ext = old["set"], new["set"], set(extendable)
         if set(was) == set(now) and all(same(was[k], now[k]) or (k in ext and _part_of(was[k], now[k])) for k in now):
-            return
+            diff.remove("set")
+    if "points" in diff and isinstance(old.get("points"), list) and isinstance(new.get("points"), list):
+        # a point added to the list names a new run directory; the recorded points keep theirs
+        if all(any(same(p, q) for q in new["points"]) for p in old["points"]):
+            diff.remove("points")
     if diff:
         raise SweepSpecError(
             f"{where} records sweep {spec.name!r} with a different spec (keys {diff} differ), so its run directories "
