@@ -290,3 +290,16 @@ def test_seq2seq_path_trains_and_extracts(tiny_lm, tmp_path):
     assert info["seq2seq"] is True and info["global_step"] == 6
     res = GenerativeIE.from_pretrained(out).extract(["Tom met Ann in Paris."], ["Person"])
     assert len(res) == 1 and all("Tom met Ann in Paris."[s.start:s.end] == s.text for s in res[0])
+
+
+
+def test_generative_training_steps_reach_the_log_under_their_own_name(tiny_lm, tmp_path, caplog):
+    """The per-step loss lines (the evidence that found the one-token few-shot bug) go through the shared
+    route_trainer_logs to the generative module's logger, which a run's log file records, not to the cell."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="metaie_utils"):
+        gen.train_generative(INSTANCES, tiny_lm, tmp_path / "m", {"max_steps": 2, "batch_size": 4, "logging_steps": 1})
+    steps = [r for r in caplog.records if r.getMessage().startswith("step ")]
+    assert steps and {r.name for r in steps} == {"metaie_utils.models.generative"}, [r.name for r in steps]
+    assert "'loss'" in steps[0].getMessage()

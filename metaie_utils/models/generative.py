@@ -35,6 +35,7 @@ Backbones:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -45,6 +46,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from metaie_utils.core.text import word_tokenize
 
 ARCHITECTURE = "generative"
+
+log = logging.getLogger(__name__)
 
 
 TRAINING_FILE = "metaie_training.json"
@@ -374,7 +377,7 @@ def train_generative(
     if not train:
         raise ValueError("train_generative got no training instances; check the upstream instances.json (stage 03).")
     from metaie_utils.core.device import pick_device, training_precision
-    from metaie_utils.models.trainer import _quiet_log_callbacks
+    from metaie_utils.models.trainer import route_trainer_logs
 
     rec = as_recipe(recipe)
     # the same device and precision rules as the sequence labeler: stage 05 hands both the few-shot precision
@@ -423,7 +426,7 @@ def train_generative(
     )
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=_ListDataset(rows),
                       eval_dataset=_ListDataset(eval_rows) if eval_rows else None, processing_class=tok)
-    _quiet_log_callbacks(trainer)  # per-step loss and lr to the run's log (the heartbeat lines show them)
+    route_trainer_logs(trainer, log)  # per-step loss and lr to the run's log (the heartbeat lines show them)
     resume = _last_checkpoint(ckpt_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

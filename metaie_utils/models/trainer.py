@@ -215,16 +215,18 @@ def weighted_token_loss(weights: Sequence[float]):
     return loss
 
 
-def _quiet_log_callbacks(trainer: Any) -> None:
-    """Send the Trainer's per-step log dicts (loss, lr, grad norm) to this module's logger, which a run's log
-    file records (:meth:`metaie_utils.core.runs.Run.log`), instead of printing them into notebook cells;
-    the progress bar (when ``progress``) stays."""
+def route_trainer_logs(trainer: Any, logger: logging.Logger | None = None) -> None:
+    """Send a Hugging Face Trainer's per-step log dicts (loss, lr, grad norm) to ``logger`` (default: this
+    module's), which a run's log file records (:meth:`metaie_utils.core.runs.Run.log`), instead of printing
+    them into notebook cells; the progress bar (when the Trainer shows one) stays. Both trainers of this
+    layer (the sequence labeler here, :mod:`metaie_utils.models.generative`) use it."""
+    target = logger or log
     from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
     class _ToLogger(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_local_process_zero and logs:
-                log.info("step %d: %s", state.global_step,
+                target.info("step %d: %s", state.global_step,
                          {k: (round(v, 5) if isinstance(v, float) else v) for k, v in logs.items() if k != "total_flos"})
 
     class _BarOnly(ProgressCallback):
@@ -382,7 +384,7 @@ def train_token_classifier(train: list[dict], init: str, output_dir: Path, recip
         compute_metrics=(lambda ep: span_f1_from_logits(ep.predictions, ep.label_ids)) if eval_feats else None,
         compute_loss_func=weighted_token_loss(weights) if weights else None,
     )
-    _quiet_log_callbacks(trainer)
+    route_trainer_logs(trainer)
     last = last_complete_checkpoint(ckpt_dir) if resume and ckpt_dir.is_dir() else None
     if last:
         log.info("resuming from %s", last)
