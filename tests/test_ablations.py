@@ -372,6 +372,10 @@ def test_sweep_intervals_pair_each_point_with_vanilla(tmp_path, capsys):
     fig = pab.interval_figure(t)
     assert [tk.get_text() for tk in fig.axes[0].get_xticklabels()] == ["max_sentences=30", "max_sentences=1000"]
     assert "no points" in pab.interval_figure(t.iloc[0:0]).axes[0].texts[0].get_text()
+    several = t.assign(label=["backbone=b, num_layers=3, lr=1", "backbone=b, num_layers=0, lr=5"])
+    fig = pab.interval_figure(several)   # shared parts dropped, one key per line, the legend beside the axes
+    assert [tk.get_text() for tk in fig.axes[0].get_xticklabels()] == ["num_layers=3\nlr=1", "num_layers=0\nlr=5"]
+    assert fig.axes[0].get_legend().get_bbox_to_anchor().x0 > fig.axes[0].get_window_extent().x1 - 1
 
 
 def test_sweep_intervals_take_vanilla_from_the_grid_when_no_point_has_it(tmp_path):

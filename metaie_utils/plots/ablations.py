@@ -136,6 +136,21 @@ def f1_per_task(scores: Any, metric: str = "f1", title: str = "Few-shot F1 per t
     return fig
 
 
+def tick_labels(labels: list[str]) -> list[str]:
+    """Sweep point labels (``"backbone=mpnet-base, num_layers=3, meta_lr=0.0001"``) as x ticks: the
+    ``key=value`` parts every point shares are dropped and the rest go one per line, so long labels of a
+    several-key sweep neither overlap nor run off the figure. A label left with nothing keeps its parts.
+
+    >>> tick_labels(["backbone=b, num_layers=3, lr=1", "backbone=b, num_layers=6, lr=1", "backbone=b, num_layers=0, lr=5"])
+    ['num_layers=3\\nlr=1', 'num_layers=6\\nlr=1', 'num_layers=0\\nlr=5']
+    >>> tick_labels(["max_sentences=30", "max_sentences=1000"])
+    ['max_sentences=30', 'max_sentences=1000']
+    """
+    parts = [[x.strip() for x in str(lab).split(", ")] for lab in labels]
+    shared = set.intersection(*(set(p) for p in parts)) if len(parts) > 1 else set()
+    return ["\n".join([x for x in p if x not in shared] or p) for p in parts]
+
+
 def interval_figure(df: Any, title: str | None = None):
     """Dot-and-whisker plot of :func:`metaie_utils.ablations.sweep_intervals`: x = the sweep's points in
     order, y = point − baseline (F1 points) with its paired CI, one colour per dataset / sub-task (and
@@ -156,7 +171,8 @@ def interval_figure(df: Any, title: str | None = None):
     series = list(dict.fromkeys(d["series"]))
     palette = dict(zip(series, sns.color_palette("colorblind", len(series))))
     width = 0.7 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(max(4.8, 1.2 * len(labels) + 2.5), 3.6))
+    ticks = tick_labels(labels)
+    fig, ax = plt.subplots(figsize=(max(4.8, 1.3 * len(labels) + 2.0), 3.6))
     for j, name in enumerate(series):
         sub = d[d["series"] == name]
         x = np.array([labels.index(lab) for lab in sub["label"]], dtype=float) - 0.35 + width * (j + 0.5)
@@ -165,12 +181,12 @@ def interval_figure(df: Any, title: str | None = None):
         ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o", capsize=3, color=palette[name], label=name,
                     markersize=5, linewidth=1.3)
     ax.axhline(0, color="0.3", linewidth=1, linestyle="--", zorder=0)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=20 if len(labels) > 4 else 0)
+    ax.set_xticks(range(len(labels)), ticks, fontsize=8)
     base = str(d["baseline"].iloc[0]) if "baseline" in d.columns else "baseline"
     init = str(d["initialization"].iloc[0]) if not several else "point"
     ax.set_ylabel(f"{init} − {base}, F1 points\n(95% paired CI)", fontsize=9)
     ax.set_title(title or "each point against the baseline", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, never over a whisker
     sns.despine(ax=ax)
     fig.tight_layout()
     return fig
