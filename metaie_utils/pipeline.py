@@ -14,11 +14,13 @@ import csv
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from metaie_utils.core.params import (
     PIPELINE,
@@ -31,7 +33,7 @@ from metaie_utils.core.params import (
     stage_params,
 )
 from metaie_utils.core.paths import NOTEBOOKS_DIR, REPO_ROOT, resolve
-from metaie_utils.core.runs import is_finished, run_dir_for, timestamp, write_json
+from metaie_utils.core.runs import close_unfinished, is_finished, run_dir_for, timestamp, write_json
 
 
 class StageFailed(RuntimeError):
@@ -183,6 +185,7 @@ def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_
         raise StageFailed(f"Notebook {nb_in} is missing; this checkout has: {sorted(p.name for p in NOTEBOOKS_DIR.glob('*.ipynb'))}.")
     run_dir.mkdir(parents=True, exist_ok=True)
     nb_out = run_dir / f"{stage}.ipynb"
+    _ACTIVE_RUNS.append(run_dir)
     try:
         with _Heartbeat(stage, parameters, run_dir):
             pm.execute_notebook(
@@ -191,11 +194,48 @@ def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_
                 kernel_manager_class=_kernel_manager_class(),
             )
     except PapermillExecutionError as e:
+        close_unfinished(run_dir, "failed", f"cell {e.cell_index}: {e.ename}: {e.evalue}")
         raise StageFailed(
             f"Notebook {nb_in.name} failed in cell {e.cell_index} (execution {e.exec_count}): {e.ename}: {e.evalue}\n"
             f"The executed notebook with the full traceback is {nb_out}."
         ) from None
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (kill -TERM: stop_on_sigterm)
+        close_unfinished(run_dir, "stopped", f"{type(e).__name__} {e}".strip())
+        raise
+    except Exception as e:  # a dead kernel, papermill itself
+        close_unfinished(run_dir, "failed", f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        _ACTIVE_RUNS.remove(run_dir)
     return nb_out
+
+
+_ACTIVE_RUNS: list[Path] = []  # the run directory execute_stage is in (a stack: one at a time in practice)
+
+
+def _record_stop_and_die(signum: int, frame: Any) -> None:
+    for d in _ACTIVE_RUNS:
+        close_unfinished(d, "stopped", f"signal {signum} (kill -TERM)")
+    where = f"; {', '.join(_rel(d) for d in _ACTIVE_RUNS)} recorded as stopped (resumable)" if _ACTIVE_RUNS else ""
+    print(f"[run] stopped by signal {signum}{where}", file=sys.stderr, flush=True)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # die as before: the kernel and the few-shot workers die with their parent
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While ``run`` / ``sweep`` execute, ``kill -TERM`` (how a background run is stopped: it ignores Ctrl-C)
+    first records the running stage's manifest as ``stopped`` (it read "running" for ever), then ends the
+    process by the signal's default action, at once. Unwinding through papermill instead would wait for the
+    running cell (a meta-training) to end. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _record_stop_and_die)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _check_same_params(stage: str, run_dir: Path, stage_params_: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -386,7 +426,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"[run] run_name={params['run_name']}  params={' + '.join(['params/defaults.yaml', *(args.params or [])])}", flush=True)
     t0 = time.time()
     try:
-        dirs = run_pipeline(params, stages, reuse=reuse, log_output=args.log_output)
+        with stop_on_sigterm():
+            dirs = run_pipeline(params, stages, reuse=reuse, log_output=args.log_output)
     except StageFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -398,8 +439,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
-        res = run_sweep(args.spec, dry_run=args.dry_run, log_output=args.log_output, only=args.only,
-                        narrow=parse_set(args.set or []))
+        with stop_on_sigterm():
+            res = run_sweep(args.spec, dry_run=args.dry_run, log_output=args.log_output, only=args.only,
+                            narrow=parse_set(args.set or []))
     except StageFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -34,6 +34,75 @@ def test_failing_notebook_names_cell_and_error(tmp_path, monkeypatch):
     assert "00_template.ipynb" in str(e.value) and "ValueError" in str(e.value) and "boom 42" in str(e.value)
 
 
+def _template_with(tmp_path, source: str):
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir(exist_ok=True)
+    nb = json.loads((NOTEBOOKS_DIR / "00_template.ipynb").read_text())
+    nb["cells"].insert(len(nb["cells"]) - 1, {"cell_type": "code", "metadata": {}, "source": source, "outputs": [],
+                                              "execution_count": None, "id": "x"})
+    (nbdir / "00_template.ipynb").write_text(json.dumps(nb))
+    return nbdir
+
+
+def test_a_failed_stage_says_so_in_its_manifest(tmp_path, monkeypatch):
+    """A stage that failed used to leave its manifest at status "running" for ever."""
+    monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", _template_with(tmp_path, "raise ValueError('boom 42')"))
+    d = tmp_path / "00_template" / "f"
+    with pytest.raises(pipeline.StageFailed):
+        pipeline.execute_stage("00_template", {"run_name": "f", "out_root": str(tmp_path)}, d)
+    m = json.loads((d / "manifest.json").read_text())
+    assert m["status"] == "failed" and "ValueError: boom 42" in m["stop_reason"] and m["end_time"]
+    assert not (d / "metrics.json").exists()
+
+
+def test_kill_term_stops_a_stage_at_once_and_records_it(tmp_path):
+    """``kill -TERM`` (how a background run or sweep is stopped) marks the running stage's manifest "stopped",
+    and the process still dies at once by the signal, in the middle of a long cell (unwinding through papermill
+    would wait for the cell to end)."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    nbdir = _template_with(tmp_path, "import time\nopen(r'%s', 'w').close()\ntime.sleep(120)" % (tmp_path / "in-cell"))
+    d = tmp_path / "00_template" / "k"
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from metaie_utils import pipeline
+        pipeline.NOTEBOOKS_DIR = Path(r"{nbdir}")
+        with pipeline.stop_on_sigterm():   # what run and sweep execute under
+            pipeline.execute_stage("00_template", {{"run_name": "k", "out_root": r"{tmp_path}"}}, Path(r"{d}"))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "METAIE_HEARTBEAT_S": "0"},
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while not (tmp_path / "in-cell").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert (tmp_path / "in-cell").exists(), "the notebook never reached its sleeping cell"
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM and time.time() - t0 < 20
+    m = json.loads((d / "manifest.json").read_text())
+    assert m["status"] == "stopped" and "signal 15" in m["stop_reason"], m
+    assert "recorded as stopped" in proc.stderr.read()
+    assert pipeline._ACTIVE_RUNS == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_finished_run_is_never_marked_stopped(tmp_path):
+    from metaie_utils.core.runs import close_unfinished
+
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"status": "running"}))
+    (d / "metrics.json").write_text("{}")
+    assert close_unfinished(d, "stopped", "x") is False
+    (d / "metrics.json").unlink()
+    assert close_unfinished(d, "stopped", "x") is True and close_unfinished(d, "failed", "y") is False
+    assert json.loads((d / "manifest.json").read_text())["status"] == "stopped"
+    with pytest.raises(ValueError, match="'running'"):
+        close_unfinished(d, "running", "z")
+
+
 def test_cli_unknown_param_is_one_paragraph(capsys):
     rc = main(["run", "--set", "sead=1"])
     err = capsys.readouterr().err

@@ -81,6 +81,29 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / METRICS).is_file()
 
 
+def close_unfinished(run_dir: Path, status: str, reason: str) -> bool:
+    """Record in an unfinished run's manifest that it ended without finishing: ``status`` (``stopped``: killed or
+    interrupted; ``failed``: an error), ``end_time`` and ``stop_reason``, so a run that died does not read
+    "running" forever. Nothing else changes: the next run of the same directory resumes as before (stage 04 from
+    its last checkpoint, stage 05 from results.csv) and writes "running" again. A finished run (metrics.json), a
+    directory without a manifest, or an unreadable manifest is left alone; returns whether it wrote."""
+    if status not in ("stopped", "failed"):
+        raise ValueError(f"close_unfinished: status = {status!r}; use 'stopped' or 'failed'.")
+    d = Path(run_dir)
+    m = d / MANIFEST
+    if is_finished(d) or not m.is_file():
+        return False
+    try:
+        manifest = read_json(m)
+    except (OSError, ValueError):
+        return False
+    if manifest.get("status") != "running":
+        return False
+    manifest.update(status=status, end_time=now(), stop_reason=str(reason)[:500])
+    write_json(m, manifest)
+    return True
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
