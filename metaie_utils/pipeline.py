@@ -14,13 +14,11 @@ import csv
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from metaie_utils.core.params import (
     PIPELINE,
@@ -33,7 +31,15 @@ from metaie_utils.core.params import (
     stage_params,
 )
 from metaie_utils.core.paths import NOTEBOOKS_DIR, REPO_ROOT, resolve
-from metaie_utils.core.runs import close_unfinished, is_finished, run_dir_for, timestamp, write_json
+from metaie_utils.core.runs import (
+    close_unfinished,
+    is_finished,
+    recording_stop,
+    run_dir_for,
+    stop_on_sigterm,
+    timestamp,
+    write_json,
+)
 
 
 class StageFailed(RuntimeError):
@@ -185,57 +191,21 @@ def execute_stage(stage: str, parameters: Mapping[str, Any], run_dir: Path, log_
         raise StageFailed(f"Notebook {nb_in} is missing; this checkout has: {sorted(p.name for p in NOTEBOOKS_DIR.glob('*.ipynb'))}.")
     run_dir.mkdir(parents=True, exist_ok=True)
     nb_out = run_dir / f"{stage}.ipynb"
-    _ACTIVE_RUNS.append(run_dir)
-    try:
-        with _Heartbeat(stage, parameters, run_dir):
-            pm.execute_notebook(
-                str(nb_in), str(nb_out), parameters=dict(parameters), cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
-                progress_bar=sys.stderr.isatty(), log_output=log_output, request_save_on_cell_execute=True,
-                kernel_manager_class=_kernel_manager_class(),
-            )
-    except PapermillExecutionError as e:
-        close_unfinished(run_dir, "failed", f"cell {e.cell_index}: {e.ename}: {e.evalue}")
-        raise StageFailed(
-            f"Notebook {nb_in.name} failed in cell {e.cell_index} (execution {e.exec_count}): {e.ename}: {e.evalue}\n"
-            f"The executed notebook with the full traceback is {nb_out}."
-        ) from None
-    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C (kill -TERM: stop_on_sigterm)
-        close_unfinished(run_dir, "stopped", f"{type(e).__name__} {e}".strip())
-        raise
-    except Exception as e:  # a dead kernel, papermill itself
-        close_unfinished(run_dir, "failed", f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        _ACTIVE_RUNS.remove(run_dir)
+    with recording_stop(run_dir):  # a run that does not finish says so in its manifest
+        try:
+            with _Heartbeat(stage, parameters, run_dir):
+                pm.execute_notebook(
+                    str(nb_in), str(nb_out), parameters=dict(parameters), cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
+                    progress_bar=sys.stderr.isatty(), log_output=log_output, request_save_on_cell_execute=True,
+                    kernel_manager_class=_kernel_manager_class(),
+                )
+        except PapermillExecutionError as e:
+            close_unfinished(run_dir, "failed", f"cell {e.cell_index}: {e.ename}: {e.evalue}")
+            raise StageFailed(
+                f"Notebook {nb_in.name} failed in cell {e.cell_index} (execution {e.exec_count}): {e.ename}: {e.evalue}\n"
+                f"The executed notebook with the full traceback is {nb_out}."
+            ) from None
     return nb_out
-
-
-_ACTIVE_RUNS: list[Path] = []  # the run directory execute_stage is in (a stack: one at a time in practice)
-
-
-def _record_stop_and_die(signum: int, frame: Any) -> None:
-    for d in _ACTIVE_RUNS:
-        close_unfinished(d, "stopped", f"signal {signum} (kill -TERM)")
-    where = f"; {', '.join(_rel(d) for d in _ACTIVE_RUNS)} recorded as stopped (resumable)" if _ACTIVE_RUNS else ""
-    print(f"[run] stopped by signal {signum}{where}", file=sys.stderr, flush=True)
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)  # die as before: the kernel and the few-shot workers die with their parent
-
-
-@contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """While ``run`` / ``sweep`` execute, ``kill -TERM`` (how a background run is stopped: it ignores Ctrl-C)
-    first records the running stage's manifest as ``stopped`` (it read "running" for ever), then ends the
-    process by the signal's default action, at once. Unwinding through papermill instead would wait for the
-    running cell (a meta-training) to end. Outside the main thread it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _record_stop_and_die)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _check_same_params(stage: str, run_dir: Path, stage_params_: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

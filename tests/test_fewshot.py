@@ -645,6 +645,25 @@ def test_cli_unknown_dataset_exits_2(capsys):
     assert "Unknown dataset 'conll2033'" in err and "conll2003" in err
 
 
+def test_cli_evaluate_that_fails_records_it_in_the_manifest(tmp_path, monkeypatch):
+    """``evaluate`` runs stage 05 in-process (no papermill): an error in it marks its manifest "failed" with the
+    error, where it used to read "running" for ever; the error itself still propagates (a traceback)."""
+    import json
+
+    from metaie_utils.cli import main
+    from metaie_utils.stages.fewshot import loop
+
+    def boom(cfg, run_dir):
+        (run_dir / "results.csv").write_text("dataset\n")
+        raise RuntimeError("worker died: exit code -9")
+
+    monkeypatch.setattr(loop, "run_fewshot", boom)
+    with pytest.raises(RuntimeError, match="worker died"):
+        main(["evaluate", "--dataset", "conll2003", "--run-name", "dies", "--set", f"out_root={tmp_path}"])
+    m = json.loads((tmp_path / "05_fewshot_eval" / "dies" / "manifest.json").read_text())
+    assert m["status"] == "failed" and m["stop_reason"] == "RuntimeError: worker died: exit code -9" and m["end_time"]
+
+
 def test_plot_draws_one_bar_per_dataset_subtask_and_init():
     import matplotlib
 

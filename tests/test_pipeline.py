@@ -85,7 +85,9 @@ def test_kill_term_stops_a_stage_at_once_and_records_it(tmp_path):
     m = json.loads((d / "manifest.json").read_text())
     assert m["status"] == "stopped" and "signal 15" in m["stop_reason"], m
     assert "recorded as stopped" in proc.stderr.read()
-    assert pipeline._ACTIVE_RUNS == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    from metaie_utils.core import runs
+
+    assert runs._ACTIVE_RUNS == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_a_finished_run_is_never_marked_stopped(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from metaie_utils.core.params import TemplateConfig
-from metaie_utils.core.runs import RunExistsError, start_run, upstream_file
+from metaie_utils.core.runs import RunExistsError, recording_stop, start_run, upstream_file
 
 pytestmark = pytest.mark.unit
 
@@ -38,6 +38,31 @@ def test_unfinished_run_directory_is_resumed(tmp_path):
     (run.dir / "partial.txt").write_text("kept")
     run2 = start_run(TemplateConfig(run_name="r", out_root=str(tmp_path)))
     assert (run2.dir / "partial.txt").read_text() == "kept"
+
+
+def test_recording_stop_closes_an_unfinished_run_and_reraises(tmp_path):
+    """An error records "failed" with its message, Ctrl-C "stopped"; the exception still propagates; a run that
+    finished inside the block stays finished."""
+    status = lambda r: json.loads((r.dir / "manifest.json").read_text())  # noqa: E731
+    run = start_run(TemplateConfig(run_name="e", out_root=str(tmp_path)))
+    with pytest.raises(ValueError, match="bad 7"), recording_stop(run.dir):
+        raise ValueError("bad 7")
+    assert status(run)["status"] == "failed" and status(run)["stop_reason"] == "ValueError: bad 7" and status(run)["end_time"]
+
+    run = start_run(TemplateConfig(run_name="c", out_root=str(tmp_path)))
+    with pytest.raises(KeyboardInterrupt), recording_stop(run.dir):
+        raise KeyboardInterrupt
+    assert status(run)["status"] == "stopped"
+
+    run = start_run(TemplateConfig(run_name="f", out_root=str(tmp_path)))
+    with pytest.raises(RuntimeError), recording_stop(run.dir):
+        run.finish({"a": 1})
+        raise RuntimeError("after finish")
+    assert status(run)["status"] == "finished" and "stop_reason" not in status(run)
+
+    from metaie_utils.core import runs
+
+    assert runs._ACTIVE_RUNS == []
 
 
 def test_upstream_file_accepts_dir_or_file(tmp_path):

@@ -18,13 +18,17 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from metaie_utils.core.device import machine_info, pick_device, seed_everything
 from metaie_utils.core.io import atomic_write_text
@@ -102,6 +106,54 @@ def close_unfinished(run_dir: Path, status: str, reason: str) -> bool:
     manifest.update(status=status, end_time=now(), stop_reason=str(reason)[:500])
     write_json(m, manifest)
     return True
+
+
+_ACTIVE_RUNS: list[Path] = []  # the run directories open under recording_stop (a stack: one at a time in practice)
+
+
+@contextmanager
+def recording_stop(run_dir: Path) -> Iterator[None]:
+    """Work on ``run_dir`` so that a run which does not finish says so in its manifest: an exception records
+    ``failed`` (its type and message), Ctrl-C ``stopped``, and ``kill -TERM`` ``stopped`` under
+    :func:`stop_on_sigterm`. The exception propagates; a run that finished or was already closed is left alone."""
+    d = Path(run_dir)
+    _ACTIVE_RUNS.append(d)
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as e:
+        close_unfinished(d, "stopped", f"{type(e).__name__} {e}".strip())
+        raise
+    except BaseException as e:
+        close_unfinished(d, "failed", f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        _ACTIVE_RUNS.remove(d)
+
+
+def _record_stop_and_die(signum: int, frame: Any) -> None:
+    for d in _ACTIVE_RUNS:
+        close_unfinished(d, "stopped", f"signal {signum} (kill -TERM)")
+    where = f"; {', '.join(str(d) for d in _ACTIVE_RUNS)} recorded as stopped (resumable)" if _ACTIVE_RUNS else ""
+    print(f"[run] stopped by signal {signum}{where}", file=sys.stderr, flush=True)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # die as before: a notebook kernel and the few-shot workers die with their parent
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While a command runs (``run``, ``sweep``, ``evaluate``), ``kill -TERM`` (how a background run is stopped:
+    it ignores Ctrl-C) first records the open runs' manifests (:func:`recording_stop`) as ``stopped`` (they read
+    "running" for ever), then ends the process by the signal's default action, at once. Unwinding through
+    papermill instead would wait for the running cell (a meta-training) to end. Outside the main thread it does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _record_stop_and_die)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def read_json(path: Path) -> Any:

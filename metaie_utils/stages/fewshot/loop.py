@@ -1011,7 +1011,7 @@ def config_from_args(args) -> EvalConfig:
 
 
 def _cmd_evaluate(args) -> int:
-    from metaie_utils.core.runs import start_run
+    from metaie_utils.core.runs import recording_stop, start_run, stop_on_sigterm
     from metaie_utils.plots import save
     from metaie_utils.plots.eval import plot_results
 
@@ -1020,10 +1020,11 @@ def _cmd_evaluate(args) -> int:
         _real_get_dataset(d)  # unknown names fail here, listing the known ones
     run = start_run(cfg)
     print(f"run directory: {run.dir}")
-    run_fewshot(cfg, run.dir)
-    summary = write_summary(run.dir)
-    save(plot_results(summary), run.dir / "fewshot_f1.png")
-    run.finish(stage_metrics(summary, cfg))
+    with stop_on_sigterm(), recording_stop(run.dir):  # an error, Ctrl-C or kill -TERM: the manifest says so
+        run_fewshot(cfg, run.dir)
+        summary = write_summary(run.dir)
+        save(plot_results(summary), run.dir / "fewshot_f1.png")
+        run.finish(stage_metrics(summary, cfg))
     print(summary_table(summary).to_string())
     for line in collapse_report(read_results(run.dir / "results.csv")):
         print(line)
