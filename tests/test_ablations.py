@@ -287,6 +287,36 @@ def test_figures_for_each_kind_and_empty(tmp_path):
     assert figs["per_task"].axes[0].texts[0].get_text() == "no finished points"
 
 
+def test_f1_vs_params_one_panel_per_task_ticks_at_the_sizes(tmp_path):
+    """The size figure: a panel per task, MetaIE and vanilla as two lines in each, x ticks the points' own
+    parameter counts; an export of a model-size sweep keeps it beside the intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from metaie_utils.plots import ablations as pab
+
+    two_tasks = lambda a, b: {"conll2003": {"entity": m05(a, b)["conll2003"]["conll2003"]},  # noqa: E731
+                              "conll04": {"relation": m05(a / 2, b / 2)["conll2003"]["conll2003"]}}
+    fake_sweep(tmp_path, "ms", {"points": [{"backbone": "mpnet-base", "num_layers": 3},
+                                           {"backbone": "minilm-l6", "num_layers": 0}]},
+               [({}, {}, two_tasks(30.0, 20.0)), ({}, {}, two_tasks(25.0, 24.0))])
+    res = ab.read_sweep("ms", tmp_path)
+    fig = pab.f1_vs_params(res.scores)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert [ax.get_title() for ax in panels] == ["conll2003/entity", "conll04/relation"]
+    for ax in panels:
+        assert len(ax.get_lines()) >= 2 and [t.get_text() for t in ax.get_xticklabels()] == ["23M", "45M"]
+    meta = [ln for ln in panels[0].get_lines() if ln.get_linestyle() == "-" and len(ln.get_xdata()) == 2][0]
+    assert list(meta.get_ydata()) == [25.0, 30.0]  # sorted by size: MiniLM (22.6M) first
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["vanilla", "metaie"]
+
+    kept = ab.export_sweep("ms", tmp_path / "kept", tmp_path, baseline_run=None)
+    assert (kept / "vs_params.png").is_file() and not (kept / "per_task.png").exists()
+    (kept / "vs_params.png").unlink()
+    assert ab.export_sweep("ms", tmp_path / "kept", tmp_path / "kept", baseline_run=None) == kept  # in place: redrawn
+    assert (kept / "vs_params.png").is_file()
+
+
 def test_missing_sweep_and_corrupt_record(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m metaie_utils sweep params/sweeps/nope.yaml"):
         ab.read_sweep("nope", tmp_path)
@@ -340,6 +370,32 @@ def _planted_run(d: Path, per_init: dict[str, list[int]], n: int = 40, seeds=(0,
             lines.append(f"{dataset},{init},{s},entity,{f1},{tp},{n}")
             append_counts(d / "counts.jsonl", counts_record(dataset, "entity", init, s, [f"t{i}" for i in range(n)], cnt))
     (d / "results.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_interval_note_names_the_recipe_keys_that_differ(tmp_path):
+    """A baseline fine-tuned under another recipe is named in the row's note by the keys that differ; a key
+    only one side records (added to the recipe after the older run) is not a difference."""
+    import csv
+
+    fake_sweep(tmp_path, "ls", {"grid": {"label_subset": ["all"]}}, [({}, {"sentences": 30}, m05(20.0, 10.0))])
+    res = ab.read_sweep("ls", tmp_path)
+    run, grid = Path(res.points["dir_05_fewshot_eval"][0]), tmp_path / "05_fewshot_eval" / "cpu"
+    _planted_run(run, {"metaie": list(range(20))})
+    _planted_run(grid, {"vanilla": list(range(10))})
+
+    def with_recipe(d: Path, recipe: str) -> None:
+        rows = list(csv.DictReader((d / "results.csv").open()))
+        with (d / "results.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, [*rows[0], "recipe"] if "recipe" not in rows[0] else list(rows[0]))
+            w.writeheader()
+            w.writerows({**r, "recipe": recipe} for r in rows)
+
+    with_recipe(run, "lr=0.0003;max_steps=300;min_epochs=3.0;collapse_retries=1")
+    with_recipe(grid, "lr=0.0001;max_steps=300;min_epochs=3.0")
+    note = ab.sweep_intervals(res, n_boot=50, baseline_run=grid)["note"].iloc[0]
+    assert "vanilla's recipe differs (lr: 0.0001 vs 0.0003)" in note and "collapse_retries" not in note
+    with_recipe(grid, "lr=0.0003;max_steps=300;min_epochs=3.0")
+    assert "differs" not in str(ab.sweep_intervals(res, n_boot=50, baseline_run=grid)["note"].iloc[0])
 
 
 def test_sweep_intervals_pair_each_point_with_vanilla(tmp_path, capsys):

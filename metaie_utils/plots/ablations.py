@@ -27,10 +27,15 @@ def _inits(df: Any) -> list[str]:
 
 
 def f1_vs_params(scores: Any, metric: str = "f1", title: str = "Few-shot F1 against student size"):
-    """Line plot: x = parameters (log, millions), y = mean ``metric`` (%), one line per task, one line
-    style per initialization, error bars = std. Points without a parameter count are left out."""
+    """Small multiples, one panel per task: x = parameters (millions, log), y = mean ``metric`` (%) with its
+    std as error bar, one line per initialization (MetaIE solid, its vanilla dashed), so the gap meta-training
+    adds at each size reads off vertically. The x ticks are the points' own sizes. Points without a parameter
+    count are left out; points of one size at several recipes share its x."""
+    import math
+
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import NullFormatter, NullLocator
 
     from metaie_utils.core.metrics import aggregate_scores
 
@@ -40,29 +45,36 @@ def f1_vs_params(scores: Any, metric: str = "f1", title: str = "Few-shot F1 agai
     agg = agg[agg["n_params"].notna()]
     if agg.empty:
         return _empty("no parameter counts (set n_parameters in stage 04's metrics.json)")
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
     tasks = list(dict.fromkeys(agg["task"]))
-    palette = dict(zip(tasks, sns.color_palette("colorblind", len(tasks))))
-    styles = dict(zip(_inits(agg), ["--", "-", ":", "-.", (0, (1, 1))]))
-    for (task, init), g in agg.groupby(["task", "initialization"], sort=False):
-        g = g.sort_values("n_params")
-        ax.errorbar(g["n_params"] / 1e6, g["mean"], yerr=g["std"], marker="o", capsize=3, color=palette[task],
-                    linestyle=styles.get(init, "-"), label=f"{task} · {init}")
-        for x, y, lab in zip(g["n_params"] / 1e6, g["mean"], g["label"]):
-            if init == "metaie" or len(styles) == 1:
-                short = str(lab).replace("backbone=", "").replace("num_layers=0", "all layers").replace("num_layers=", "layers=")
-                ax.annotate(short, (x, y), fontsize=6,
-                            xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
-    ax.set_xlabel("parameters (millions, log)")
-    ax.set_ylabel(f"{metric} (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="best")
-    sns.despine(ax=ax)
+    inits = _inits(agg)
+    colours = dict(zip(INIT_ORDER, sns.color_palette("colorblind", len(INIT_ORDER))))
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1.6, 2.7 * nrows), squeeze=False, sharex=True)
+    sizes = sorted({float(v) for v in agg["n_params"]})
+    for ax, task in zip(axes.flat, tasks):
+        for init in inits:
+            g = agg[(agg["task"] == task) & (agg["initialization"] == init)].sort_values("n_params")
+            if g.empty:
+                continue
+            ax.errorbar(g["n_params"] / 1e6, g["mean"], yerr=g["std"], marker="o", markersize=4, capsize=3,
+                        color=colours.get(init), linestyle="-" if init == "metaie" else "--", linewidth=1.3, label=init)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks([v / 1e6 for v in sizes], [f"{v / 1e6:.0f}M" for v in sizes], fontsize=7)
+        ax.set_title(task, fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+        sns.despine(ax=ax)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_axis_off()
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{metric} (%)", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("parameters (log)", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -92,7 +104,7 @@ def f1_vs_sentences(curve: Any, metric: str = "f1", title: str = "Few-shot F1 ag
     ax.set_xlabel("distilled sentences (0 = vanilla, symlog)")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, never over a line
     sns.despine(ax=ax)
     fig.tight_layout()
     return fig

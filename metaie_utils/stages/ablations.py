@@ -48,6 +48,8 @@ from metaie_utils.core.params import (
     StageConfig,
     all_fields,
     available_stages,
+    recipe_differences,
+    recorded_recipe,
 )
 from metaie_utils.core.paths import PARAMS_DIR, resolve
 
@@ -923,10 +925,12 @@ def sweep_intervals(res: SweepResults, baseline: str = "vanilla", n_boot: int = 
             df["diff"], df["diff_lo"], df["diff_hi"] = -df["diff"], -df["diff_hi"], -df["diff_lo"]
             df["sweep"], df["label"], df["baseline"] = res.name, label, baseline if len(base_rows) else ""
             extra = [shared_from] if not own and base_rows else []
-            recipes = ({x.get("recipe") for x in base_rows if x.get("recipe")},
-                       {x.get("recipe") for x in mine if x.get("initialization") == init and x.get("recipe")})
-            if all(recipes) and recipes[0] != recipes[1]:
-                extra.append(f"{baseline}'s recipe differs ({sorted(recipes[0])[0]} vs {sorted(recipes[1])[0]})")
+            recipes = ({recorded_recipe(x) for x in base_rows if x.get("recipe")},
+                       {recorded_recipe(x) for x in mine if x.get("initialization") == init and x.get("recipe")})
+            differ = recipe_differences(sorted(recipes[0])[0], sorted(recipes[1])[0]) if all(recipes) else {}
+            if differ:  # the keys both recipes name (a key added to the recipe later is not a difference)
+                extra.append(f"{baseline}'s recipe differs ("
+                             + ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in differ.items()) + ")")
             if extra:
                 df["note"] = ["; ".join(x for x in (str(n or ""), *extra) if x) for n in df["note"]]
             out.append(df)
@@ -965,7 +969,8 @@ def export_sweep(name_or_path: str | Path, dest: str | Path, out_root: str | Pat
     results.csv and its per-sentence counts gzip'd), so ``read_sweep(name, dest)``, ``sweep_intervals`` and
     ``python -m metaie_utils ablations --out-root DEST`` read it back unchanged. No checkpoint is copied.
     ``<dest>/sweeps/<name>/intervals.csv`` and ``intervals.png`` hold the intervals against ``baseline_run``
-    as computed here.
+    as computed here; a model-size sweep adds ``vs_params.png``, a data-size sweep ``vs_sentences.png``.
+    With ``dest`` = ``out_root`` (a kept sweep) only those are redrawn.
     Deterministic (gzip without a timestamp): re-exporting unchanged results changes no byte.
     """
     import gzip
@@ -975,8 +980,10 @@ def export_sweep(name_or_path: str | Path, dest: str | Path, out_root: str | Pat
     src_root, dest = resolve(out_root), resolve(dest)
     rec = sweep_record_path(name_or_path, out_root)
     (dest / "sweeps" / res.name).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(rec, dest / "sweeps" / res.name / SWEEP_RECORD)
-    for col in [c for c in res.points.columns if c.startswith("dir_")] if len(res.points) else []:
+    in_place = src_root.resolve() == dest.resolve()  # re-export a kept sweep: only intervals and figures are redrawn
+    if not in_place:
+        shutil.copyfile(rec, dest / "sweeps" / res.name / SWEEP_RECORD)
+    for col in [c for c in res.points.columns if c.startswith("dir_")] if len(res.points) and not in_place else []:
         for d in dict.fromkeys(res.points[col]):
             d = Path(d)
             if not d.is_dir():
@@ -1000,6 +1007,17 @@ def export_sweep(name_or_path: str | Path, dest: str | Path, out_root: str | Pat
         fig = interval_figure(iv, title=f"{res.name}: each point against vanilla")
         save(fig, dest / "sweeps" / res.name / "intervals.png")
         plt.close(fig)
+    kept = read_sweep(res.name, dest)
+    if kept.n_finished:  # the sweep kind's own figure (F1 against parameters / distilled sentences)
+        import matplotlib.pyplot as plt
+
+        from metaie_utils.plots import save
+        from metaie_utils.plots.ablations import figures_for
+
+        for stem, fig in figures_for(kept).items():
+            if stem != "per_task":  # the intervals say what per_task's bars would
+                save(fig, dest / "sweeps" / res.name / f"{stem}.png")
+            plt.close(fig)
     return dest / "sweeps" / res.name
 
 

@@ -35,7 +35,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 from pydantic import field_validator
 
 from metaie_utils.core.io import atomic_write_text
-from metaie_utils.core.params import StageConfig
+from metaie_utils.core.params import StageConfig, recipe_differences, recorded_recipe  # noqa: F401  (re-exported)
 from metaie_utils.core.paths import resolve
 from metaie_utils.core.stats import append_counts, counts_records
 from metaie_utils.stages.fewshot.support import (
@@ -198,49 +198,6 @@ def recipe_dict(cfg: EvalConfig) -> dict[str, Any]:
 def recipe_string(recipe: Mapping[str, Any]) -> str:
     """``{"lr": 1e-4, "epochs": 20}`` -> ``"lr=0.0001;epochs=20"``."""
     return ";".join(f"{k}={v}" for k, v in recipe.items())
-
-
-def recipe_differences(recorded: str, current: str) -> dict[str, tuple[str, str]]:
-    """Keys whose values differ between two recipe strings, over the keys both name (a key added to the recipe
-    after a results file was written, such as ``precision``, is not a difference).
-
-    >>> recipe_differences("lr=0.0003;neg_share=0.0", "lr=0.0003;neg_share=0.5;precision=auto")
-    {'neg_share': ('0.0', '0.5')}
-    >>> recipe_differences("lr=0.0003;max_steps=300", "lr=0.0003;max_steps=300;precision=auto")
-    {}
-    """
-    def parse(s: str) -> dict[str, str]:
-        return dict(kv.split("=", 1) for kv in s.split(";") if "=" in kv)
-
-    a, b = parse(recorded), parse(current)
-    return {k: (a[k], b[k]) for k in a if k in b and a[k] != b[k]}
-
-
-def recorded_recipe(row: Mapping[str, Any]) -> str:
-    """A results row's recipe string, with a recorded ``precision=auto`` (rows written before ``auto`` was
-    resolved into the recipe) replaced by the precision the row's fine-tune ran in (``train_precision``), or
-    dropped when the row does not say; a row written before ``min_epochs`` existed ran without it
-    (``min_epochs=0``).
-
-    >>> recorded_recipe({"recipe": "lr=0.0003;precision=auto", "train_precision": "fp32"})
-    'lr=0.0003;precision=fp32;min_epochs=0'
-    >>> recorded_recipe({"recipe": "lr=0.0003;precision=auto"})
-    'lr=0.0003;min_epochs=0'
-    >>> recorded_recipe({"recipe": "lr=0.0003;min_epochs=3.0"})
-    'lr=0.0003;min_epochs=3.0'
-    """
-    parts = [kv for kv in str(row.get("recipe") or "").split(";") if kv]
-    out = []
-    for kv in parts:
-        if kv == "precision=auto":
-            tp = str(row.get("train_precision") or "").strip()
-            if tp:
-                out.append(f"precision={tp}")
-            continue
-        out.append(kv)
-    if out and not any(kv.startswith("min_epochs=") for kv in out):
-        out.append("min_epochs=0")
-    return ";".join(out)
 
 
 @dataclass
