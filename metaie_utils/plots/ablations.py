@@ -52,6 +52,11 @@ def f1_vs_params(scores: Any, metric: str = "f1", title: str = "Few-shot F1 agai
     nrows = math.ceil(len(tasks) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1.6, 2.7 * nrows), squeeze=False, sharex=True)
     sizes = sorted({float(v) for v in agg["n_params"]})
+    # a size within 20% of the previous one (MPNet's 102M and 109M) drops its tick a line so the two do not overlap
+    ticks: list[str] = []
+    for i, v in enumerate(sizes):
+        drop = i > 0 and v / sizes[i - 1] < 1.2 and not ticks[-1].startswith("\n")
+        ticks.append(("\n" if drop else "") + f"{v / 1e6:.0f}M")
     for ax, task in zip(axes.flat, tasks):
         for init in inits:
             g = agg[(agg["task"] == task) & (agg["initialization"] == init)].sort_values("n_params")
@@ -62,7 +67,7 @@ def f1_vs_params(scores: Any, metric: str = "f1", title: str = "Few-shot F1 agai
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks([v / 1e6 for v in sizes], [f"{v / 1e6:.0f}M" for v in sizes], fontsize=7)
+        ax.set_xticks([v / 1e6 for v in sizes], ticks, fontsize=7)
         ax.set_title(task, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
         sns.despine(ax=ax)
