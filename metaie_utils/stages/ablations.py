@@ -996,28 +996,21 @@ def export_sweep(name_or_path: str | Path, dest: str | Path, out_root: str | Pat
             if (d / "counts.jsonl").is_file():
                 with (d / "counts.jsonl").open("rb") as src, gzip.GzipFile(out / "counts.jsonl.gz", "wb", mtime=0, compresslevel=9) as gz:
                     shutil.copyfileobj(src, gz)
-    iv = sweep_intervals(read_sweep(res.name, dest), baseline_run=resolve_baseline_run(baseline_run, out_root))
-    iv.to_csv(dest / "sweeps" / res.name / "intervals.csv", index=False, float_format="%.4g")
-    if len(iv):
-        import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
 
-        from metaie_utils.plots import save
-        from metaie_utils.plots.ablations import interval_figure
+    from metaie_utils.plots import save
+    from metaie_utils.plots.ablations import figures_for, interval_figure
 
-        fig = interval_figure(iv, title=f"{res.name}: each point against vanilla")
-        save(fig, dest / "sweeps" / res.name / "intervals.png")
-        plt.close(fig)
     kept = read_sweep(res.name, dest)
+    iv = sweep_intervals(kept, baseline_run=resolve_baseline_run(baseline_run, out_root))
+    iv.to_csv(dest / "sweeps" / res.name / "intervals.csv", index=False, float_format="%.4g")
+    figs = {"intervals": interval_figure(iv, title=f"{res.name}: each point against vanilla")} if len(iv) else {}
     if kept.n_finished:  # the sweep kind's own figure (F1 against parameters / distilled sentences)
-        import matplotlib.pyplot as plt
-
-        from metaie_utils.plots import save
-        from metaie_utils.plots.ablations import figures_for
-
-        for stem, fig in figures_for(kept).items():
-            if stem != "per_task":  # the intervals say what per_task's bars would
-                save(fig, dest / "sweeps" / res.name / f"{stem}.png")
-            plt.close(fig)
+        figs.update(figures_for(kept))
+    for stem, fig in figs.items():
+        if stem != "per_task":  # the intervals say what per_task's bars would
+            save(fig, dest / "sweeps" / res.name / f"{stem}.png")
+        plt.close(fig)
     return dest / "sweeps" / res.name
 
 
